@@ -1,0 +1,96 @@
+/** `etcd-proxy [flags]`: flags, `ETCD_*` or a config file, into a running proxy. */
+import { FileSystem } from "@effect/platform"
+import { Console, Effect, Either, Layer } from "effect"
+import type { ProxyConfigShape } from "../domain/Config.js"
+import { UsageError } from "../domain/Errors.js"
+import { LoggingLive } from "../layers/Logging.js"
+import { ProxyLive } from "../layers/ProxyLayer.js"
+import {
+  buildConfig,
+  envName,
+  helpText,
+  mergeEnv,
+  proxyFlags,
+  readArgv,
+  readConfigFile,
+} from "./flags.js"
+import { version } from "./version.js"
+
+const summary = `etcd-proxy ${version}: a transparent proxy for etcd clusters (v2 keys API, v3 JSON gateway, v3 gRPC).`
+
+export type ProxyInvocation =
+  | { readonly _tag: "Help" }
+  | { readonly _tag: "Version" }
+  | {
+      readonly _tag: "Run"
+      readonly config: ProxyConfigShape
+      readonly warnings: ReadonlyArray<string>
+    }
+
+/** Resolves the command line, the environment and an optional config file into a configuration. */
+export const resolveProxyConfig = (
+  argv: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>,
+) =>
+  Effect.gen(function* () {
+    const args = yield* readArgv(proxyFlags, argv)
+    if (args.help) return { _tag: "Help" } as ProxyInvocation
+    if (args.version) return { _tag: "Version" } as ProxyInvocation
+    const merged = yield* mergeEnv(proxyFlags, args.values, env)
+    const configFile = merged.values.get("config-file")
+    let values = merged.values
+    const warnings = [...merged.warnings]
+    if (configFile !== undefined) {
+      const fs = yield* FileSystem.FileSystem
+      const text = yield* fs.readFileString(configFile).pipe(
+        Effect.mapError(
+          (error) =>
+            new UsageError({
+              message: `cannot read --config-file ${configFile}: ${error._tag === "SystemError" ? error.reason : error.message}`,
+            }),
+        ),
+      )
+      const fromFile = yield* readConfigFile(proxyFlags, configFile, text)
+      const ignored = [...merged.values.keys()].filter((flag) => flag !== "config-file")
+      if (ignored.length > 0) {
+        warnings.push(
+          `--config-file is set: ignoring ${ignored.map((f) => `--${f}/${envName(f)}`).join(", ")}, as etcd does`,
+        )
+      }
+      values = fromFile.values
+      warnings.push(...fromFile.warnings)
+    }
+    const config = yield* Either.match(buildConfig(values), {
+      onLeft: (error) => Effect.fail(error),
+      onRight: (config) => Effect.succeed(config),
+    })
+    return { _tag: "Run", config, warnings } as ProxyInvocation
+  })
+
+export const proxyHelp = helpText(
+  "etcd-proxy [flags] | etcd-proxy promote ... | etcd-proxy join ...",
+  summary,
+  proxyFlags,
+)
+
+export const runProxy = (
+  argv: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>,
+) =>
+  Effect.gen(function* () {
+    const invocation = yield* resolveProxyConfig(argv, env)
+    switch (invocation._tag) {
+      case "Help":
+        return yield* Console.log(proxyHelp)
+      case "Version":
+        return yield* Console.log(`etcd-proxy ${version}`)
+      case "Run": {
+        const { config, warnings } = invocation
+        const logging = LoggingLive(config.logFormat, config.logLevel)
+        return yield* Effect.gen(function* () {
+          for (const warning of warnings) yield* Effect.logWarning(warning)
+          yield* Layer.launch(ProxyLive(config))
+        }).pipe(Effect.provide(logging))
+      }
+    }
+  })

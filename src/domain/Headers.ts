@@ -1,0 +1,77 @@
+/** Header rules of a proxy (SPEC §3.1): hop-by-hop removal, `X-Forwarded-For`, `Via`. */
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1), lower case. `Host` is set by the upstream client. */
+const hopByHop: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "proxy-connection",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+])
+
+/** The header names a `Connection` header lists, lower case. */
+const namedByConnection = (raw: ReadonlyArray<string>): ReadonlySet<string> | undefined => {
+  let named: Set<string> | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === "connection") {
+      named ??= new Set()
+      for (const token of raw[i + 1]!.split(",")) {
+        const name = token.trim().toLowerCase()
+        if (name !== "" && name !== "close" && name !== "keep-alive") named.add(name)
+      }
+    }
+  }
+  return named
+}
+
+/**
+ * Copies a flat `[name, value, ...]` header list without hop-by-hop headers and the ones
+ * `Connection` names, and without the names in `drop` (lower case).
+ */
+export const endToEnd = (raw: ReadonlyArray<string>, drop: ReadonlySet<string>): Array<string> => {
+  const named = namedByConnection(raw)
+  const out: Array<string> = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!
+    const lower = name.toLowerCase()
+    if (hopByHop.has(lower) || drop.has(lower) || named?.has(lower) === true) continue
+    out.push(name, raw[i + 1]!)
+  }
+  return out
+}
+
+/** The request headers sent upstream; `Host` comes from the member URL, never from the client. */
+export const requestDrop: ReadonlySet<string> = new Set(["host", "x-forwarded-for", "via"])
+export const responseDrop: ReadonlySet<string> = new Set()
+
+/** A client address as it goes into `X-Forwarded-For`: IPv4-mapped IPv6 written as IPv4. */
+export const clientAddress = (remote: string | undefined): string =>
+  remote === undefined ? "unknown" : remote.startsWith("::ffff:") ? remote.slice(7) : remote
+
+export const appendForwardedFor = (existing: string | undefined, client: string): string =>
+  existing === undefined || existing === "" ? client : `${existing}, ${client}`
+
+/** This proxy's `Via` entry: it names the endpoint the request was sent to, for loop reports. */
+export const viaEntry = (proxyId: string, endpointUrl: string): string =>
+  `1.1 ${proxyId} (${endpointUrl})`
+
+export const appendVia = (existing: string | undefined, entry: string): string =>
+  existing === undefined || existing === "" ? entry : `${existing}, ${entry}`
+
+/**
+ * When a request carries our own `Via` entry it went round a loop; the answer is the endpoint
+ * we had sent it to. Entries are `protocol pseudonym (comment)`, comma separated.
+ */
+export const loopedThrough = (via: string | undefined, proxyId: string): string | undefined => {
+  if (via === undefined || !via.includes(proxyId)) return undefined
+  const marker = ` ${proxyId} (`
+  const at = via.indexOf(marker)
+  if (at === -1) return ""
+  const start = at + marker.length
+  const end = via.indexOf(")", start)
+  return end === -1 ? "" : via.slice(start, end)
+}

@@ -1,0 +1,526 @@
+/**
+ * What happens to a request (SPEC §3): the node:http listeners and an undici pool per endpoint.
+ * The hot path is plain callbacks reading the member list's snapshot synchronously; Effect
+ * runs the lifecycle around it, never a fiber per request.
+ */
+import { randomBytes } from "node:crypto"
+import * as http from "node:http"
+import * as https from "node:https"
+import type { AddressInfo } from "node:net"
+import { Duration, Effect, Exit, Runtime } from "effect"
+import { Pool, type Dispatcher } from "undici"
+import { ProxyConfig } from "../domain/Config.js"
+import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
+import {
+  BadRequestTarget,
+  DiscoveryPending,
+  EndpointsExhausted,
+  httpAnswer,
+  LoopDetected,
+  Overloaded,
+  RequestTooLarge,
+  SentNotRetried,
+  StartupError,
+  ZeroEndpoints,
+  type ProxyRefusal,
+} from "../domain/Errors.js"
+import {
+  appendForwardedFor,
+  appendVia,
+  clientAddress,
+  endToEnd,
+  loopedThrough,
+  requestDrop,
+  responseDrop,
+  viaEntry,
+} from "../domain/Headers.js"
+import { Discovery, type DiscoveryStatus } from "./Discovery.js"
+import { MemberList } from "./MemberList.js"
+import { Metrics, type DropReason } from "./Metrics.js"
+import { ModeGuard, pathOf } from "./ModeGuard.js"
+import { TlsMaterial } from "./TlsMaterial.js"
+
+export const configPath = "/v2/config/local/proxy"
+export const metricsPath = "/metrics"
+
+/** Upper bounds that hold whatever the members advertise (SPEC §5.6). */
+export const limits = {
+  /** Sockets per endpoint: enough for thousands of open watches, far below the fd limit. */
+  connectionsPerEndpoint: 4_096,
+  /** Requests held at once; past it the proxy answers 503 instead of growing. */
+  inFlight: 16_384,
+  /** How long in-flight requests may finish on shutdown before the rest are cut. */
+  drain: Duration.seconds(5),
+} as const
+
+const bodylessMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "DELETE", "OPTIONS"])
+
+/** A request the proxy holds: long polls and streams are watches, closed first on shutdown. */
+interface InFlight {
+  readonly res: http.ServerResponse
+  readonly watch: boolean
+}
+
+const isWatch = (method: string, target: string): boolean =>
+  target.includes("wait=true") || (method === "POST" && /\/v3[a-z]*\/watch/.test(pathOf(target)))
+
+/** Whether an undici error means no connection was made, so any method may try the next endpoint. */
+const isInvalidRequest = (error: Error & { code?: string }): boolean =>
+  error.code === "UND_ERR_INVALID_ARG" || error.code === "ERR_INVALID_CHAR"
+
+const joined = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
+  typeof value === "string" ? value : value?.join(", ")
+
+const errorTag = (error: Error & { code?: string }): string => error.code ?? error.name
+
+export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder", {
+  scoped: Effect.gen(function* () {
+    const config = yield* ProxyConfig
+    const members = yield* MemberList
+    const guard = yield* ModeGuard
+    const discovery = yield* Discovery
+    const metrics = yield* Metrics
+    const tls = yield* TlsMaterial
+    const runtime = yield* Effect.runtime<never>()
+
+    const proxyId = `etcd-proxy-${randomBytes(6).toString("hex")}`
+    const readMs = Duration.toMillis(config.readTimeout)
+    const dialMs = Duration.toMillis(config.dialTimeout)
+    const maxBody = config.maxRequestBytes
+    const corsOrigins = new Set(config.cors)
+
+    // --- upstream pools -----------------------------------------------------------------
+    const pools = new Map<string, Pool>()
+    const poolFor = (endpoint: Endpoint): Pool => {
+      let pool = pools.get(endpoint.key)
+      if (pool === undefined) {
+        pool = new Pool(endpoint.key, {
+          connections: limits.connectionsPerEndpoint,
+          pipelining: 1,
+          keepAliveTimeout: 30_000,
+          keepAliveMaxTimeout: 600_000,
+          headersTimeout: readMs,
+          bodyTimeout: readMs,
+          connect: { timeout: dialMs, noDelay: true, ...tls.towardsMembers },
+        })
+        pools.set(endpoint.key, pool)
+      }
+      return pool
+    }
+    members.onChange((table: EndpointTable) => {
+      for (const [key, pool] of pools) {
+        if (table.get(key) === undefined) {
+          pools.delete(key)
+          void pool.close().catch(() => pool.destroy())
+        }
+      }
+    })
+
+    // --- the request path ---------------------------------------------------------------
+    const inFlight = new Set<InFlight>()
+    let roundRobin = 0
+
+    const refuse = (res: http.ServerResponse, refusal: ProxyRefusal, close = false): void => {
+      const { status, body } = httpAnswer(refusal)
+      if (res.headersSent) {
+        res.destroy()
+        return
+      }
+      res.writeHead(status, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+        ...(close ? { connection: "close" } : {}),
+      })
+      res.end(body)
+    }
+
+    const drop = (
+      res: http.ServerResponse,
+      method: string,
+      reason: DropReason,
+      refusal: ProxyRefusal,
+    ) => {
+      metrics.dropped(method, reason)
+      refuse(res, refusal)
+    }
+
+    const pendingRefusal = (status: DiscoveryStatus): DiscoveryPending | undefined =>
+      status._tag === "Pending"
+        ? new DiscoveryPending({ registered: status.registered, size: status.size })
+        : undefined
+
+    /** The origin-form target: an absolute-form target keeps its path and query only (SPEC §3.2). */
+    const originForm = (target: string): string | undefined => {
+      if (target.startsWith("/")) return target
+      if (!/^https?:\/\//i.test(target) || !URL.canParse(target)) return undefined
+      const url = new URL(target)
+      return url.pathname + url.search
+    }
+
+    const answerConfig = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET", "content-type": "application/json" })
+        res.end(
+          JSON.stringify({ message: `httpproxy: ${req.method} not allowed on ${configPath}` }),
+        )
+        return
+      }
+      const table = members.table()
+      const status = discovery.status()
+      const body = JSON.stringify({
+        endpoints: table.available.map((endpoint) => endpoint.url),
+        mode: guard.mode,
+        members: table.members
+          .filter((member) => !member.isLearner)
+          .map((member) => ({
+            name: member.name,
+            clientURLs: member.clientURLs.flatMap((url) => {
+              const endpoint = table.all.find((e) => e.url === url.replace(/\/$/, ""))
+              return endpoint === undefined ? [] : [{ url: endpoint.url, state: endpoint.state }]
+            }),
+          })),
+        discovery:
+          status._tag === "Complete"
+            ? { state: "complete" }
+            : { state: "pending", registered: status.registered, size: status.size },
+      })
+      res.writeHead(200, {
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(body),
+      })
+      res.end(req.method === "HEAD" ? undefined : body)
+    }
+
+    const answerMetrics = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (req.method !== "GET" && req.method !== "HEAD") {
+        res.writeHead(405, { allow: "GET" })
+        res.end()
+        return
+      }
+      metrics.exposition().then(
+        (text) => {
+          res.writeHead(200, { "content-type": metrics.contentType })
+          res.end(req.method === "HEAD" ? undefined : text)
+        },
+        () => {
+          res.writeHead(500)
+          res.end()
+        },
+      )
+    }
+
+    const corsHeaders = (req: http.IncomingMessage): Record<string, string> | undefined => {
+      const origin = req.headers.origin
+      if (corsOrigins.size === 0 || origin === undefined) return undefined
+      if (!corsOrigins.has("*") && !corsOrigins.has(origin)) return undefined
+      return {
+        "access-control-allow-origin": corsOrigins.has("*") ? "*" : origin,
+        "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
+        "access-control-allow-headers":
+          req.headers["access-control-request-headers"] ?? "accept, content-type, authorization",
+      }
+    }
+
+    /** Sends the request to the endpoints in order until one answers (SPEC §3.3, §3.4). */
+    const forward = (
+      req: http.IncomingMessage,
+      res: http.ServerResponse,
+      target: string,
+      body: Buffer | null,
+      started: number,
+    ): void => {
+      const method = req.method!
+      const available = members.table().available
+      if (available.length === 0) {
+        drop(res, method, "zero_endpoints", new ZeroEndpoints())
+        return
+      }
+      const first = config.balance === "sticky" ? 0 : roundRobin++ % available.length
+      const baseHeaders = endToEnd(req.rawHeaders, requestDrop)
+      baseHeaders.push(
+        "x-forwarded-for",
+        appendForwardedFor(
+          joined(req.headers["x-forwarded-for"]),
+          clientAddress(req.socket.remoteAddress),
+        ),
+      )
+      const priorVia = req.headers.via
+      const retryAfterSend = method === "GET" || method === "HEAD"
+      const extraHeaders = corsHeaders(req)
+      let tried = 0
+      let cancel: ((reason: Error) => void) | undefined
+      let clientGone = false
+
+      res.once("close", () => {
+        if (!res.writableFinished) {
+          clientGone = true
+          cancel?.(new Error("client disconnected"))
+        }
+      })
+
+      const attempt = (): void => {
+        if (clientGone) return
+        if (tried === available.length) {
+          drop(res, method, "failed_getting_response", new EndpointsExhausted({ tried }))
+          return
+        }
+        const endpoint = available[(first + tried) % available.length]!
+        tried += 1
+        const headers = baseHeaders.slice()
+        headers.push("via", appendVia(priorVia, viaEntry(proxyId, endpoint.url)))
+        let sent = false
+        let responded = false
+
+        const handler: Dispatcher.DispatchHandler = {
+          onConnect(abort) {
+            sent = true
+            cancel = abort
+            if (clientGone) abort(new Error("client disconnected"))
+          },
+          onHeaders(statusCode, rawHeaders, resume, statusText) {
+            if (statusCode < 200) return true
+            responded = true
+            metrics.handled(method, statusCode, (performance.now() - started) / 1_000)
+            const out: Array<string> = []
+            for (let i = 0; i < rawHeaders.length; i += 2) {
+              out.push(rawHeaders[i]!.toString("latin1"), rawHeaders[i + 1]!.toString("latin1"))
+            }
+            const headersOut = endToEnd(out, responseDrop)
+            if (extraHeaders !== undefined) {
+              for (const [name, value] of Object.entries(extraHeaders)) headersOut.push(name, value)
+            }
+            res.writeHead(statusCode, statusText, headersOut)
+            // A streamed answer (no Content-Length: long polls, watches) gets its headers now;
+            // a sized one goes out with its body in one write.
+            if (
+              !headersOut.some(
+                (h, i) => i % 2 === 0 && h.length === 14 && h.toLowerCase() === "content-length",
+              )
+            ) {
+              res.flushHeaders()
+            }
+            res.on("drain", resume)
+            return true
+          },
+          onData(chunk) {
+            return res.write(chunk)
+          },
+          onComplete() {
+            res.end()
+          },
+          onError(error: Error & { code?: string }) {
+            if (clientGone) {
+              metrics.dropped(method, "failed_sending_request")
+              return
+            }
+            if (responded) {
+              // Mid-body: the status is out; the client sees a cut stream, as from a member.
+              res.destroy()
+              return
+            }
+            if (isInvalidRequest(error)) {
+              refuse(res, new BadRequestTarget({ target: req.url ?? "" }))
+              return
+            }
+            members.markFailed(endpoint, errorTag(error))
+            if (!sent || retryAfterSend) {
+              attempt()
+              return
+            }
+            drop(
+              res,
+              method,
+              "failed_getting_response",
+              new SentNotRetried({ endpoint: endpoint.url, method }),
+            )
+          },
+        }
+        poolFor(endpoint).dispatch(
+          { origin: endpoint.key, path: target, method, headers, body, idempotent: retryAfterSend },
+          handler,
+        )
+      }
+      attempt()
+    }
+
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      try {
+        route(req, res)
+      } catch (error) {
+        Runtime.runFork(runtime)(
+          Effect.logError("request handling failed").pipe(
+            Effect.annotateLogs({ method: req.method, target: req.url, error: String(error) }),
+          ),
+        )
+        if (!res.headersSent) {
+          res.writeHead(500, { "content-type": "application/json" })
+          res.end(JSON.stringify({ message: "httpproxy: internal error" }))
+        } else res.destroy()
+      }
+    }
+
+    const route = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      const method = req.method ?? "GET"
+      const target = originForm(req.url ?? "")
+      if (target === undefined) {
+        refuse(res, new BadRequestTarget({ target: req.url ?? "" }))
+        return
+      }
+      const path = pathOf(target)
+      if (path === configPath) return answerConfig(req, res)
+      if (path === metricsPath) return answerMetrics(req, res)
+
+      const looped = loopedThrough(req.headers.via, proxyId)
+      if (looped !== undefined) {
+        const endpoint = members.table().all.find((e) => e.url === looped)
+        if (endpoint !== undefined) members.excludeLoop(endpoint, looped)
+        refuse(res, new LoopDetected({ via: looped === "" ? proxyId : looped }))
+        return
+      }
+      if (method === "OPTIONS" && corsOrigins.size > 0) {
+        const headers = corsHeaders(req)
+        res.writeHead(headers === undefined ? 403 : 200, headers ?? {})
+        res.end()
+        return
+      }
+      const forbidden = guard.checkHttp(method, target)
+      if (forbidden !== undefined) {
+        metrics.refusedWrite("http")
+        refuse(res, forbidden)
+        return
+      }
+      const pending = pendingRefusal(discovery.status())
+      if (pending !== undefined) return refuse(res, pending)
+      if (inFlight.size >= limits.inFlight)
+        return refuse(res, new Overloaded({ limit: limits.inFlight }))
+
+      metrics.request(method)
+      const started = performance.now()
+      const watch = isWatch(method, target)
+      const entry: InFlight = { res, watch }
+      inFlight.add(entry)
+      if (watch) metrics.watchOpened()
+      res.once("close", () => {
+        inFlight.delete(entry)
+        if (watch) metrics.watchClosed()
+      })
+
+      const declared = Number(req.headers["content-length"] ?? 0)
+      if (declared > maxBody) {
+        metrics.dropped(method, "failed_sending_request")
+        refuse(res, new RequestTooLarge({ limit: maxBody }), true)
+        return
+      }
+      const hasBody =
+        declared > 0 ||
+        (req.headers["transfer-encoding"] !== undefined && !bodylessMethods.has(method))
+      if (!hasBody) {
+        req.resume()
+        forward(req, res, target, null, started)
+        return
+      }
+      const chunks: Array<Buffer> = []
+      let size = 0
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length
+        if (size > maxBody) {
+          req.removeAllListeners("data")
+          req.removeAllListeners("end")
+          req.resume()
+          metrics.dropped(method, "failed_sending_request")
+          refuse(res, new RequestTooLarge({ limit: maxBody }), true)
+          return
+        }
+        chunks.push(chunk)
+      })
+      req.on("end", () => forward(req, res, target, Buffer.concat(chunks, size), started))
+      req.on("error", () => res.destroy())
+    }
+
+    // --- listeners ----------------------------------------------------------------------
+    const serverOptions: http.ServerOptions = {
+      // A watch may stay open for hours (SPEC §3.9); slow clients are bounded by these two.
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      keepAliveTimeout: 5_000,
+      noDelay: true,
+    }
+
+    const listen = (url: URL) =>
+      Effect.acquireRelease(
+        Effect.async<http.Server, StartupError>((resume) => {
+          const server =
+            url.protocol === "https:"
+              ? https.createServer({ ...serverOptions, ...tls.server }, handle)
+              : http.createServer(serverOptions, handle)
+          const onError = (error: NodeJS.ErrnoException) =>
+            resume(
+              Effect.fail(
+                new StartupError({
+                  message: `cannot listen on ${url.href.replace(/\/$/, "")}: ${error.code ?? error.message}`,
+                  cause: error,
+                }),
+              ),
+            )
+          server.once("error", onError)
+          const host = url.hostname.replace(/^\[|\]$/g, "")
+          server.listen({ host, port: Number(url.port), backlog: 1_024 }, () => {
+            server.off("error", onError)
+            resume(Effect.succeed(server))
+          })
+        }),
+        (server) => Effect.sync(() => server.close()),
+      )
+
+    const servers = yield* Effect.forEach(config.listenUrls, listen)
+
+    /** Graceful stop (SPEC §8.5): no new connections, watches closed, the rest finish (bounded). */
+    const shutdown = Effect.gen(function* () {
+      for (const server of servers) {
+        server.close()
+        server.closeIdleConnections()
+      }
+      for (const entry of inFlight) if (entry.watch) entry.res.destroy()
+      const drained = Effect.async<void>((resume) => {
+        let done = false
+        const check = () => {
+          if (done || inFlight.size > 0) return
+          done = true
+          resume(Effect.void)
+        }
+        for (const entry of inFlight) entry.res.once("close", check)
+        check()
+      })
+      yield* drained.pipe(Effect.timeout(limits.drain), Effect.ignore)
+      for (const server of servers) server.closeAllConnections()
+      yield* Effect.forEach(pools.values(), (pool) => Effect.promise(() => pool.destroy()), {
+        discard: true,
+      })
+    })
+    yield* Effect.addFinalizer((exit) =>
+      Effect.logInfo("shutting down").pipe(
+        Effect.annotateLogs({ inFlight: inFlight.size, interrupted: Exit.isInterrupted(exit) }),
+        Effect.zipRight(shutdown),
+      ),
+    )
+
+    const addresses = servers.map((server, i) => {
+      const address = server.address() as AddressInfo
+      const url = new URL(config.listenUrls[i]!.href)
+      url.port = String(address.port)
+      return url.href.replace(/\/$/, "")
+    })
+    yield* Effect.logInfo("etcd-proxy listening").pipe(
+      Effect.annotateLogs({
+        urls: addresses.join(","),
+        mode: guard.mode,
+        id: proxyId,
+        endpoints: members
+          .table()
+          .available.map((e) => e.url)
+          .join(","),
+      }),
+    )
+    return { proxyId, addresses } as const
+  }),
+}) {}
