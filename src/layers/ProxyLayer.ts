@@ -6,6 +6,7 @@ import { UsageError } from "../domain/Errors.js"
 import { DataDir } from "../services/DataDir.js"
 import { Discovery } from "../services/Discovery.js"
 import { Forwarder } from "../services/Forwarder.js"
+import { Listeners } from "../services/Listeners.js"
 import { MemberClient } from "../services/MemberClient.js"
 import { MemberList } from "../services/MemberList.js"
 import { Metrics } from "../services/Metrics.js"
@@ -49,4 +50,7 @@ export const MembersLive = (config: ProxyConfigShape) => {
 
 /** The whole proxy: member list, shuffler and listeners. */
 export const ProxyLive = (config: ProxyConfigShape) =>
-  Layer.merge(Forwarder.Default, Shuffler.Default).pipe(Layer.provideMerge(MembersLive(config)))
+  Layer.merge(Listeners.Default, Shuffler.Default).pipe(
+    Layer.provideMerge(Forwarder.Default),
+    Layer.provideMerge(MembersLive(config)),
+  )

@@ -5,9 +5,7 @@
  */
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
-import * as https from "node:https"
-import type { AddressInfo } from "node:net"
-import { Duration, Effect, Exit, Runtime } from "effect"
+import { Duration, Effect, Runtime } from "effect"
 import { Pool, type Dispatcher } from "undici"
 import { ProxyConfig } from "../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
@@ -20,7 +18,6 @@ import {
   Overloaded,
   RequestTooLarge,
   SentNotRetried,
-  StartupError,
   ZeroEndpoints,
   type ProxyRefusal,
 } from "../domain/Errors.js"
@@ -437,49 +434,8 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
       req.on("error", () => res.destroy())
     }
 
-    // --- listeners ----------------------------------------------------------------------
-    const serverOptions: http.ServerOptions = {
-      // A watch may stay open for hours (SPEC §3.9); slow clients are bounded by these two.
-      requestTimeout: 0,
-      headersTimeout: 60_000,
-      keepAliveTimeout: 5_000,
-      noDelay: true,
-    }
-
-    const listen = (url: URL) =>
-      Effect.acquireRelease(
-        Effect.async<http.Server, StartupError>((resume) => {
-          const server =
-            url.protocol === "https:"
-              ? https.createServer({ ...serverOptions, ...tls.server }, handle)
-              : http.createServer(serverOptions, handle)
-          const onError = (error: NodeJS.ErrnoException) =>
-            resume(
-              Effect.fail(
-                new StartupError({
-                  message: `cannot listen on ${url.href.replace(/\/$/, "")}: ${error.code ?? error.message}`,
-                  cause: error,
-                }),
-              ),
-            )
-          server.once("error", onError)
-          const host = url.hostname.replace(/^\[|\]$/g, "")
-          server.listen({ host, port: Number(url.port), backlog: 1_024 }, () => {
-            server.off("error", onError)
-            resume(Effect.succeed(server))
-          })
-        }),
-        (server) => Effect.sync(() => server.close()),
-      )
-
-    const servers = yield* Effect.forEach(config.listenUrls, listen)
-
-    /** Graceful stop (SPEC §8.5): no new connections, watches closed, the rest finish (bounded). */
-    const shutdown = Effect.gen(function* () {
-      for (const server of servers) {
-        server.close()
-        server.closeIdleConnections()
-      }
+    /** Graceful stop (SPEC §8.5): watches are closed, the rest may finish within `limits.drain`. */
+    const drain = Effect.gen(function* () {
       for (const entry of inFlight) if (entry.watch) entry.res.destroy()
       const drained = Effect.async<void>((resume) => {
         let done = false
@@ -491,36 +447,24 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         for (const entry of inFlight) entry.res.once("close", check)
         check()
       })
+      yield* Effect.logInfo("draining requests").pipe(
+        Effect.annotateLogs({ inFlight: inFlight.size }),
+      )
       yield* drained.pipe(Effect.timeout(limits.drain), Effect.ignore)
-      for (const server of servers) server.closeAllConnections()
-      yield* Effect.forEach(pools.values(), (pool) => Effect.promise(() => pool.destroy()), {
-        discard: true,
-      })
     })
-    yield* Effect.addFinalizer((exit) =>
-      Effect.logInfo("shutting down").pipe(
-        Effect.annotateLogs({ inFlight: inFlight.size, interrupted: Exit.isInterrupted(exit) }),
-        Effect.zipRight(shutdown),
-      ),
-    )
 
-    const addresses = servers.map((server, i) => {
-      const address = server.address() as AddressInfo
-      const url = new URL(config.listenUrls[i]!.href)
-      url.port = String(address.port)
-      return url.href.replace(/\/$/, "")
-    })
-    yield* Effect.logInfo("etcd-proxy listening").pipe(
-      Effect.annotateLogs({
-        urls: addresses.join(","),
-        mode: guard.mode,
-        id: proxyId,
-        endpoints: members
-          .table()
-          .available.map((e) => e.url)
-          .join(","),
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach(pools.values(), (pool) => Effect.promise(() => pool.destroy()), {
+        discard: true,
       }),
     )
-    return { proxyId, addresses } as const
+
+    return {
+      proxyId,
+      /** The HTTP/1.1 request handler, for every listener. */
+      handle,
+      drain,
+      inFlight: (): number => inFlight.size,
+    } as const
   }),
 }) {}
