@@ -8,7 +8,13 @@ const defaultPort = (url: URL): number =>
 export const normalizeHost = (host: string): string => {
   const bare = host.toLowerCase().replace(/^\[|\]$/g, "")
   const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare)
-  return mapped === null ? bare : mapped[1]!
+  if (mapped !== null) return mapped[1]!
+  // The URL parser writes `[::ffff:127.0.0.1]` as `[::ffff:7f00:1]`; it still dials 127.0.0.1.
+  const hex = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(bare)
+  if (hex === null) return bare
+  const high = parseInt(hex[1]!, 16)
+  const low = parseInt(hex[2]!, 16)
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`
 }
 
 const isLoopback = (ip: string): boolean => ip === "::1" || /^127\./.test(ip)

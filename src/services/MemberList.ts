@@ -61,7 +61,17 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       table = next
       metrics.setEndpoints(stateCounts(next))
       for (const listener of changeListeners) listener(next)
-      if (next.available.length === 0) Queue.unsafeOffer(wake, undefined)
+    }
+
+    /**
+     * The hot path took the last available endpoint away: refresh now instead of at the next
+     * tick. Only the hot path wakes the loop; a refresh that finds nothing available must not,
+     * or it would ask the peers again at once, forever.
+     */
+    const swapFromHotPath = (next: EndpointTable): void => {
+      const hadAvailable = table.available.length > 0
+      swap(next)
+      if (hadAvailable && next.available.length === 0) Queue.unsafeOffer(wake, undefined)
     }
 
     /** Loop check for one client URL, resolving host names so `http://thishost:2379` counts too. */
@@ -245,13 +255,14 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       markFailed: (endpoint: Endpoint, error: string): void => {
         const next = table.markFailed(endpoint.key)
         if (next === table) return
-        swap(next)
+        swapFromHotPath(next)
         Queue.unsafeOffer(events, { _tag: "Failed", endpoint, error })
       },
       /** Called by the hot path when a request sent through the endpoint came back to us. */
       excludeLoop: (endpoint: Endpoint, via: string): void => {
         const next = table.excludeLoop(endpoint.key)
         if (next === table) return
+        // No early refresh: it would put the endpoint straight back into the loop.
         swap(next)
         metrics.loop("via")
         Queue.unsafeOffer(events, { _tag: "Loop", endpoint, via })

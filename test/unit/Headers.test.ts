@@ -1,0 +1,140 @@
+/** Header rules (SPEC §3.1, §5.6): hop-by-hop removal, X-Forwarded-For, Via. */
+import { describe, expect, it } from "@effect/vitest"
+import {
+  appendForwardedFor,
+  appendVia,
+  clientAddress,
+  endToEnd,
+  loopedThrough,
+  requestDrop,
+  responseDrop,
+  viaEntry,
+} from "../../src/domain/Headers.js"
+
+const names = (raw: ReadonlyArray<string>) => raw.filter((_, i) => i % 2 === 0)
+
+describe("endToEnd", () => {
+  it("removes every hop-by-hop header, whatever its case", () => {
+    const raw = [
+      "Connection",
+      "keep-alive",
+      "Keep-Alive",
+      "timeout=5",
+      "Proxy-Authenticate",
+      "Basic",
+      "Proxy-Authorization",
+      "Basic eDp5",
+      "TE",
+      "trailers",
+      "Trailer",
+      "Expires",
+      "Transfer-Encoding",
+      "chunked",
+      "UPGRADE",
+      "h2c",
+      "Proxy-Connection",
+      "keep-alive",
+      "Content-Type",
+      "application/json",
+      "Authorization",
+      "Bearer t",
+    ]
+    expect(endToEnd(raw, responseDrop)).toEqual([
+      "Content-Type",
+      "application/json",
+      "Authorization",
+      "Bearer t",
+    ])
+  })
+
+  it("removes the headers Connection names, from every Connection header", () => {
+    const raw = [
+      "connection",
+      "close, X-Custom , x-other",
+      "X-Custom",
+      "1",
+      "X-Other",
+      "2",
+      "Connection",
+      "X-Third",
+      "x-third",
+      "3",
+      "X-Kept",
+      "4",
+    ]
+    expect(endToEnd(raw, responseDrop)).toEqual(["X-Kept", "4"])
+  })
+
+  it("keeps end-to-end headers in order with their original case and repeated values", () => {
+    const raw = ["Accept", "*/*", "Set-Cookie", "a=1", "Set-Cookie", "b=2", "X-Etcd-Index", "7"]
+    expect(endToEnd(raw, responseDrop)).toEqual(raw)
+  })
+
+  it("the request copy also drops Host, X-Forwarded-For and Via", () => {
+    const raw = [
+      "Host",
+      "elsewhere:80",
+      "X-Forwarded-For",
+      "1.2.3.4",
+      "Via",
+      "1.1 other",
+      "Authorization",
+      "Basic cm9vdDpwdw==",
+      "Content-Length",
+      "5",
+    ]
+    expect(names(endToEnd(raw, requestDrop))).toEqual(["Authorization", "Content-Length"])
+    expect(names(endToEnd(raw, responseDrop))).toEqual(names(raw))
+  })
+})
+
+describe("X-Forwarded-For", () => {
+  it("appends the client address to what is there", () => {
+    expect(appendForwardedFor(undefined, "10.0.0.9")).toBe("10.0.0.9")
+    expect(appendForwardedFor("", "10.0.0.9")).toBe("10.0.0.9")
+    expect(appendForwardedFor("1.2.3.4", "10.0.0.9")).toBe("1.2.3.4, 10.0.0.9")
+    expect(appendForwardedFor("1.2.3.4, 5.6.7.8", "10.0.0.9")).toBe("1.2.3.4, 5.6.7.8, 10.0.0.9")
+  })
+
+  it("writes an IPv4-mapped client address as IPv4 and keeps real IPv6", () => {
+    expect(clientAddress("::ffff:127.0.0.1")).toBe("127.0.0.1")
+    expect(clientAddress("::ffff:10.1.2.3")).toBe("10.1.2.3")
+    expect(clientAddress("::1")).toBe("::1")
+    expect(clientAddress("fe80::1")).toBe("fe80::1")
+    expect(clientAddress("192.168.1.1")).toBe("192.168.1.1")
+    expect(clientAddress(undefined)).toBe("unknown")
+  })
+})
+
+describe("Via", () => {
+  const id = "etcd-proxy-0123456789ab"
+
+  it("our entry names the endpoint the request was sent to", () => {
+    const entry = viaEntry(id, "http://10.0.0.1:2379")
+    expect(entry).toBe("1.1 etcd-proxy-0123456789ab (http://10.0.0.1:2379)")
+    expect(appendVia(undefined, entry)).toBe(entry)
+    expect(appendVia("", entry)).toBe(entry)
+    expect(appendVia("1.1 other", entry)).toBe(`1.1 other, ${entry}`)
+  })
+
+  it("loopedThrough finds our own entry and the endpoint it names", () => {
+    expect(loopedThrough(viaEntry(id, "http://10.0.0.1:2379"), id)).toBe("http://10.0.0.1:2379")
+    const chain = [
+      "1.1 etcd-proxy-ffffffffffff (http://10.0.0.5:2379)",
+      viaEntry(id, "http://[::1]:2379"),
+      "1.1 etcd-proxy-eeeeeeeeeeee (http://10.0.0.6:2379)",
+    ].join(", ")
+    expect(loopedThrough(chain, id)).toBe("http://[::1]:2379")
+  })
+
+  it("loopedThrough is undefined when our id is absent", () => {
+    expect(loopedThrough(undefined, id)).toBeUndefined()
+    expect(loopedThrough("", id)).toBeUndefined()
+    expect(loopedThrough("1.1 etcd-proxy-ffffffffffff (http://10.0.0.1:2379)", id)).toBeUndefined()
+  })
+
+  it("our id without the endpoint comment is still a loop, with no endpoint known", () => {
+    expect(loopedThrough(`1.1 ${id}`, id)).toBe("")
+    expect(loopedThrough(`1.1 ${id} (http://10.0.0.1:2379`, id)).toBe("")
+  })
+})

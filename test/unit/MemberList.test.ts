@@ -1,0 +1,393 @@
+/** The member list (SPEC §5) against a scripted cluster, every timer driven by TestClock. */
+import { describe, expect, it } from "@effect/vitest"
+import { Deferred, Duration, Effect, Option, Ref, TestClock } from "effect"
+import type { EndpointTable } from "../../src/domain/Endpoints.js"
+import type { MemberList } from "../../src/services/MemberList.js"
+import {
+  clientUrl,
+  fetchCount,
+  makeFakeCluster,
+  member,
+  peerUrl,
+  startMemberList,
+} from "./support/fakeCluster.js"
+
+const refreshInterval = Duration.millis(10_000)
+const failureWait = Duration.millis(3_000)
+const config = { refreshInterval, failureWait }
+
+const states = (list: MemberList): Record<string, string> =>
+  Object.fromEntries(list.table().all.map((e) => [e.url, e.state]))
+
+const sortedKeys = (table: EndpointTable) => [...table.keys].sort()
+
+const endpoint = (list: MemberList, n: number) => {
+  const found = list.table().get(clientUrl(n))
+  if (found === undefined) throw new Error(`no endpoint ${clientUrl(n)}`)
+  return found
+}
+
+describe("MemberList refresh", () => {
+  it.scoped("the first refresh happens while the service is built", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      expect(yield* fetchCount(fake)).toBe(1)
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2)])
+      expect(list.table().available).toHaveLength(2)
+    }),
+  )
+
+  it.scoped("the next refresh fires at exactly the refresh interval, and again after it", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      yield* startMemberList(fake, { config })
+      yield* TestClock.adjust(Duration.millis(9_999))
+      expect(yield* fetchCount(fake)).toBe(1)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(2)
+      yield* TestClock.adjust(Duration.millis(9_999))
+      expect(yield* fetchCount(fake)).toBe(2)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(3)
+      yield* TestClock.adjust(Duration.millis(50_000))
+      expect(yield* fetchCount(fake)).toBe(8)
+    }),
+  )
+
+  it.scoped("asks the peers in sorted order until one answers", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2), member(3)])
+      yield* Ref.set(fake.down, new Set([peerUrl(1)]))
+      yield* startMemberList(fake, { config, peers: [peerUrl(3), peerUrl(1), peerUrl(2)] })
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+    }),
+  )
+
+  it.scoped("the peer URLs learned replace the configured ones for the next refresh", () =>
+    Effect.gen(function* () {
+      // Configured with member 1 only; the cluster also has member 4, and 1 then goes away.
+      const fake = yield* makeFakeCluster([member(1), member(4)])
+      const list = yield* startMemberList(fake, { config, peers: [peerUrl(1)] })
+      expect(yield* list.peerUrls).toEqual([peerUrl(1), peerUrl(4)])
+      yield* Ref.set(fake.down, new Set([peerUrl(1)]))
+      yield* Ref.set(fake.fetched, [])
+      yield* TestClock.adjust(refreshInterval)
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(4)])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(4)])
+    }),
+  )
+
+  it.scoped("a failed refresh keeps the last good list", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      const before = list.table()
+      yield* Ref.set(fake.down, "all")
+      yield* TestClock.adjust(refreshInterval)
+      expect(yield* fetchCount(fake)).toBe(3)
+      expect(list.table()).toBe(before)
+      expect(list.table().available).toHaveLength(2)
+      expect(yield* list.refresh).toBe("failed")
+      expect(list.table()).toBe(before)
+      // The list still follows the cluster once a peer answers again.
+      yield* Ref.set(fake.down, new Set<string>())
+      yield* Ref.set(fake.members, [member(2)])
+      yield* TestClock.adjust(refreshInterval)
+      expect(sortedKeys(list.table())).toEqual([clientUrl(2)])
+    }),
+  )
+
+  it.scoped("with no available endpoint the refresh retries every second", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      yield* Ref.set(fake.down, "all")
+      const list = yield* startMemberList(fake, { config })
+      expect(list.table().all).toHaveLength(0)
+      expect(yield* fetchCount(fake)).toBe(1)
+      yield* TestClock.adjust(Duration.millis(999))
+      expect(yield* fetchCount(fake)).toBe(1)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(2)
+      yield* TestClock.adjust(Duration.seconds(1))
+      expect(yield* fetchCount(fake)).toBe(3)
+      // Once there is an endpoint, back to the refresh interval.
+      yield* Ref.set(fake.down, new Set<string>())
+      yield* TestClock.adjust(Duration.seconds(1))
+      expect(yield* fetchCount(fake)).toBe(4)
+      expect(list.table().available).toHaveLength(1)
+      yield* TestClock.adjust(Duration.millis(9_999))
+      expect(yield* fetchCount(fake)).toBe(4)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(5)
+    }),
+  )
+
+  it.scoped(
+    "a cluster that answers with no usable endpoint is asked every second, not continuously",
+    () =>
+      Effect.gen(function* () {
+        // The only member advertises this proxy's own listener (SPEC §5.6).
+        const fake = yield* makeFakeCluster([member(1, { clientURLs: ["http://localhost:2379"] })])
+        const list = yield* startMemberList(fake, { config })
+        expect(states(list)).toEqual({ "http://localhost:2379": "excluded-loop" })
+        yield* TestClock.adjust(Duration.millis(999))
+        expect(yield* fetchCount(fake)).toBe(1)
+        yield* TestClock.adjust(Duration.millis(1))
+        expect(yield* fetchCount(fake)).toBe(2)
+        yield* TestClock.adjust(Duration.seconds(3))
+        expect(yield* fetchCount(fake)).toBe(5)
+      }),
+  )
+
+  it.scoped("a new member appears and a removed one disappears within one refresh", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      yield* Ref.set(fake.members, [member(2), member(3)])
+      yield* TestClock.adjust(Duration.millis(9_999))
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2)])
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(sortedKeys(list.table())).toEqual([clientUrl(2), clientUrl(3)])
+      expect(list.table().members.map((m) => m.name)).toEqual(["m2", "m3"])
+    }),
+  )
+
+  it.scoped("learners and members without client URLs give no endpoint", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([
+        member(1),
+        member(4, { clientURLs: [] }),
+        member(5, { isLearner: true }),
+      ])
+      const list = yield* startMemberList(fake, { config })
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1)])
+      expect(yield* list.peerUrls).toEqual([peerUrl(1), peerUrl(4), peerUrl(5)])
+    }),
+  )
+
+  it.scoped("failure marks survive a refresh for endpoints that stay", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+      yield* Ref.set(fake.members, [member(1), member(2), member(3)])
+      // The refresh lands before the failure wait ends; the probe has nothing to revive.
+      yield* TestClock.adjust(Duration.millis(2_000))
+      yield* list.refresh
+      expect(states(list)).toEqual({
+        [clientUrl(1)]: "failed",
+        [clientUrl(2)]: "available",
+        [clientUrl(3)]: "available",
+      })
+    }),
+  )
+
+  it.scoped("a failed endpoint returns only after its failure wait and a successful probe", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, {
+        config: { ...config, refreshInterval: Duration.hours(1) },
+      })
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      expect(list.table().available.map((e) => e.url)).toEqual([clientUrl(2)])
+
+      // Not probed before the wait ends, even though the member would answer by now.
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1)]))
+      yield* TestClock.adjust(Duration.millis(2_999))
+      expect(yield* Ref.get(fake.probed)).toEqual([])
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+
+      // The wait ends but the probe fails: still failed.
+      yield* Ref.set(fake.healthy, new Set<string>())
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* Ref.get(fake.probed)).toEqual([clientUrl(1)])
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+
+      // The next wait ends and the probe answers: available again.
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1)]))
+      yield* TestClock.adjust(Duration.millis(2_999))
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* Ref.get(fake.probed)).toEqual([clientUrl(1), clientUrl(1)])
+      expect(states(list)[clientUrl(1)]).toBe("available")
+      expect(yield* fetchCount(fake)).toBe(1)
+
+      // Nothing probes it any more.
+      yield* TestClock.adjust(Duration.millis(30_000))
+      expect(yield* Ref.get(fake.probed)).toHaveLength(2)
+    }),
+  )
+
+  it.scoped("marking an endpoint failed twice starts one failure wait", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, {
+        config: { ...config, refreshInterval: Duration.hours(1) },
+      })
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      yield* TestClock.adjust(failureWait)
+      expect(yield* Ref.get(fake.probed)).toEqual([clientUrl(1)])
+    }),
+  )
+
+  it.scoped("failing the last available endpoint wakes the refresh at once", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      const list = yield* startMemberList(fake, { config })
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      yield* TestClock.adjust(Duration.zero)
+      expect(yield* fetchCount(fake)).toBe(2)
+      // The refresh keeps the mark; with nothing available it goes on every second.
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+      yield* TestClock.adjust(Duration.millis(999))
+      expect(yield* fetchCount(fake)).toBe(2)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(3)
+    }),
+  )
+
+  it.scoped("failing one of several endpoints does not wake the refresh", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      yield* TestClock.adjust(Duration.zero)
+      expect(yield* fetchCount(fake)).toBe(1)
+    }),
+  )
+
+  it.scoped("a loop exclusion lasts until the next refresh", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      list.excludeLoop(endpoint(list, 1), "1.1 etcd-proxy-0123456789ab (http://10.0.0.1:2379)")
+      expect(states(list)[clientUrl(1)]).toBe("excluded-loop")
+      expect(list.table().available.map((e) => e.url)).toEqual([clientUrl(2)])
+      // The failure wait does not bring it back, nor does a probe.
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1)]))
+      yield* TestClock.adjust(Duration.millis(9_999))
+      expect(states(list)[clientUrl(1)]).toBe("excluded-loop")
+      expect(yield* Ref.get(fake.probed)).toEqual([])
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(states(list)[clientUrl(1)]).toBe("available")
+    }),
+  )
+
+  it.scoped("a member client URL that points at our listener is excluded, also by host name", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([
+        member(1),
+        member(2, { clientURLs: ["http://127.0.0.1:2379"] }),
+        member(3, { clientURLs: ["http://thishost:2379"] }),
+        member(4, { clientURLs: ["http://otherhost:2379"] }),
+      ])
+      yield* Ref.set(
+        fake.hosts,
+        new Map([
+          ["thishost", ["127.0.0.1"]],
+          ["otherhost", ["10.0.0.4"]],
+        ]),
+      )
+      const list = yield* startMemberList(fake, { config })
+      expect(states(list)).toEqual({
+        [clientUrl(1)]: "available",
+        "http://127.0.0.1:2379": "excluded-loop",
+        "http://thishost:2379": "excluded-loop",
+        "http://otherhost:2379": "available",
+      })
+    }),
+  )
+
+  it.scoped("onChange sees every new snapshot", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      const seen: Array<EndpointTable> = []
+      list.onChange((table) => seen.push(table))
+      list.markFailed(endpoint(list, 1), "ECONNREFUSED")
+      expect(seen).toHaveLength(1)
+      expect(seen[0]).toBe(list.table())
+      expect(seen[0]!.available.map((e) => e.url)).toEqual([clientUrl(2)])
+    }),
+  )
+})
+
+describe("MemberList cluster file", () => {
+  it.scoped("is written after a refresh that changed the peers, and only then", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(2), member(1)])
+      const list = yield* startMemberList(fake, { config })
+      expect(yield* Ref.get(fake.writes)).toEqual([[peerUrl(1), peerUrl(2)]])
+      yield* TestClock.adjust(refreshInterval)
+      yield* list.refresh
+      expect(yield* Ref.get(fake.writes)).toHaveLength(1)
+      yield* Ref.set(fake.members, [member(1), member(2), member(3)])
+      yield* TestClock.adjust(refreshInterval)
+      expect(yield* Ref.get(fake.writes)).toEqual([
+        [peerUrl(1), peerUrl(2)],
+        [peerUrl(1), peerUrl(2), peerUrl(3)],
+      ])
+    }),
+  )
+
+  it.scoped("is not rewritten when the saved file already holds the peers", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      yield* Ref.set(fake.saved, Option.some([peerUrl(2), peerUrl(1)]))
+      yield* startMemberList(fake, { config })
+      expect(yield* fetchCount(fake)).toBe(1)
+      expect(yield* Ref.get(fake.writes)).toEqual([])
+    }),
+  )
+
+  it.scoped("is not written by a failed refresh", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      yield* Ref.set(fake.down, "all")
+      yield* startMemberList(fake, { config })
+      yield* TestClock.adjust(Duration.seconds(3))
+      expect(yield* fetchCount(fake)).toBe(4)
+      expect(yield* Ref.get(fake.writes)).toEqual([])
+    }),
+  )
+})
+
+describe("MemberList while discovery is pending", () => {
+  it.scoped("is built at once, and refreshes as soon as the peers are known", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      const found = yield* Deferred.make<ReadonlyArray<string>>()
+      const list = yield* startMemberList(fake, {
+        config,
+        discovery: {
+          source: "--discovery",
+          status: () => ({ _tag: "Pending", registered: 0, size: 1 }),
+          peerUrls: Deferred.await(found),
+        },
+      })
+      yield* TestClock.adjust(Duration.minutes(5))
+      expect(yield* fetchCount(fake)).toBe(0)
+      expect(list.table().all).toHaveLength(0)
+      yield* Deferred.succeed(found, [peerUrl(1)])
+      yield* TestClock.adjust(Duration.zero)
+      expect(yield* fetchCount(fake)).toBe(1)
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1)])
+      yield* TestClock.adjust(refreshInterval)
+      expect(yield* fetchCount(fake)).toBe(2)
+    }),
+  )
+})
+
+describe("MemberList scope", () => {
+  it.effect("stops refreshing when its scope closes", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      yield* Effect.scoped(startMemberList(fake, { config }))
+      yield* TestClock.adjust(Duration.minutes(1))
+      expect(yield* fetchCount(fake)).toBe(1)
+    }),
+  )
+})
