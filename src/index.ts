@@ -10,7 +10,18 @@ export { Listeners } from "./services/Listeners.js"
 export { MemberClient, MemberFetchError } from "./services/MemberClient.js"
 export { MemberList } from "./services/MemberList.js"
 export { Metrics } from "./services/Metrics.js"
-export { classifyGrpc, classifyHttp, ModeGuard } from "./services/ModeGuard.js"
+export {
+  classifyGrpc,
+  classifyHttp,
+  classifyHttp2,
+  guardGrpc,
+  guardHttp,
+  guardHttp2,
+  isGrpcCall,
+  ModeGuard,
+} from "./services/ModeGuard.js"
+export { GrpcReadOnly } from "./services/GrpcReadOnly.js"
+export { Http2Relay } from "./services/Http2Relay.js"
 export { Shuffler } from "./services/Shuffler.js"
 export { TlsMaterial } from "./services/TlsMaterial.js"
 export { LoggingLive } from "./layers/Logging.js"

@@ -9,10 +9,22 @@ export interface ClusterMember {
   readonly logs: Array<string>
 }
 
+/** TLS files for members; the pair must be valid for server and client use on 127.0.0.1. */
+export interface ClusterTls {
+  readonly certFile: string
+  readonly keyFile: string
+  readonly caFile: string
+  /** Members require client certificates signed by `caFile` (`--client-cert-auth`). */
+  readonly clientCertAuth?: boolean
+  /** Peer URLs use https too, with peer client certificates required. */
+  readonly peer?: boolean
+}
+
 export interface Cluster {
   readonly root: string
   readonly members: ReadonlyArray<ClusterMember>
   readonly initialCluster: string
+  readonly tls: ClusterTls | undefined
   clientUrls(): Array<string>
   stopMember(i: number): Promise<void>
   killMember(i: number): Promise<void>
@@ -24,11 +36,16 @@ export interface Cluster {
 
 export function etcdBinary(): string
 export function freePort(): Promise<number>
-export function waitHealthy(clientUrl: string, timeoutMs?: number): Promise<void>
+export function waitHealthy(
+  clientUrl: string,
+  timeoutMs?: number,
+  tls?: Pick<ClusterTls, "certFile" | "keyFile" | "caFile">,
+): Promise<void>
 export function stopProcess(child: ChildProcess | undefined, graceMs?: number): Promise<void>
 export function startCluster(options?: {
   size?: number
-  memberArgs?: (i: number) => Array<string>
+  memberArgs?: (i: number, member: ClusterMember) => Array<string>
   quiet?: boolean
   dir?: string
+  tls?: ClusterTls
 }): Promise<Cluster>

@@ -1,7 +1,8 @@
 // Starts and stops real etcd members on free loopback ports: used by the tests, the demo and
 // the benchmark, so that all three run the same cluster the same way.
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { get as httpsGet } from "node:https"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -34,18 +35,50 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Resolves once `GET url/health` says healthy, or rejects after `timeoutMs`. */
-export async function waitHealthy(clientUrl, timeoutMs = 20_000) {
+/** `GET url` over https with the given CA and client pair: `{ status, body }`. */
+function httpsText(url, tls) {
+  return new Promise((resolve, reject) => {
+    const request = httpsGet(
+      url,
+      {
+        ca: readFileSync(tls.caFile),
+        cert: readFileSync(tls.certFile),
+        key: readFileSync(tls.keyFile),
+        timeout: 1_000,
+      },
+      (response) => {
+        let body = ""
+        response.on("data", (chunk) => (body += chunk))
+        response.on("end", () =>
+          resolve({ ok: response.statusCode === 200, status: response.statusCode, body }),
+        )
+        response.on("error", reject)
+      },
+    )
+    request.on("timeout", () => request.destroy(new Error("timeout")))
+    request.on("error", reject)
+  })
+}
+
+/**
+ * Resolves once `GET url/health` says healthy, or rejects after `timeoutMs`. An https member is
+ * asked with `tls` (`{ certFile, keyFile, caFile }`).
+ */
+export async function waitHealthy(clientUrl, timeoutMs = 20_000, tls = undefined) {
   const deadline = Date.now() + timeoutMs
   let last = "no answer"
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) })
-      const body = await response.text()
-      if (response.ok && body.includes('"true"')) return
-      last = `${response.status} ${body}`
+      const response =
+        tls !== undefined && clientUrl.startsWith("https:")
+          ? await httpsText(`${clientUrl}/health`, tls)
+          : await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(1_000) }).then(
+              async (r) => ({ ok: r.ok, status: r.status, body: await r.text() }),
+            )
+      if (response.ok && response.body.includes('"true"')) return
+      last = `${response.status} ${response.body}`
     } catch (error) {
-      last = String(error?.cause?.code ?? error)
+      last = String(error?.cause?.code ?? error?.code ?? error)
     }
     await sleep(100)
   }
@@ -70,22 +103,60 @@ export function stopProcess(child, graceMs = 5_000) {
   })
 }
 
+/** etcd's TLS flags for the members' client URLs and, with `tls.peer`, their peer URLs. */
+function tlsArgs(tls) {
+  if (tls === undefined) return []
+  const client = [
+    "--cert-file",
+    tls.certFile,
+    "--key-file",
+    tls.keyFile,
+    "--trusted-ca-file",
+    tls.caFile,
+  ]
+  if (tls.clientCertAuth === true) client.push("--client-cert-auth")
+  const peer =
+    tls.peer === true
+      ? [
+          "--peer-cert-file",
+          tls.certFile,
+          "--peer-key-file",
+          tls.keyFile,
+          "--peer-trusted-ca-file",
+          tls.caFile,
+          "--peer-client-cert-auth",
+        ]
+      : []
+  return [...client, ...peer]
+}
+
 /**
  * Starts `size` etcd members (v2 API enabled) on 127.0.0.1 and waits until all are healthy.
  * Returns the members and `stop()`, which ends every process and removes the data dirs.
- * `memberArgs(i)` may add or override flags of member i (e.g. `--advertise-client-urls`).
+ * `memberArgs(i, member)` may add or override flags of member i (e.g. `--advertise-client-urls`);
+ * `member` has its `clientUrl` and `peerUrl`.
+ * `tls` (`{ certFile, keyFile, caFile, clientCertAuth?, peer? }`, the pair valid for server and
+ * client use on 127.0.0.1) serves the client URLs over https, and the peer URLs too with `peer`.
  */
-export async function startCluster({ size = 3, memberArgs = () => [], quiet = true, dir } = {}) {
+export async function startCluster({
+  size = 3,
+  memberArgs = () => [],
+  quiet = true,
+  dir,
+  tls,
+} = {}) {
   const bin = etcdBinary()
   const root = dir ?? mkdtempSync(join(tmpdir(), "etcd-proxy-cluster-"))
+  const clientScheme = tls === undefined ? "http" : "https"
+  const peerScheme = tls?.peer === true ? "https" : "http"
   const members = []
   for (let i = 0; i < size; i++) {
     const clientPort = await freePort()
     const peerPort = await freePort()
     members.push({
       name: `m${i + 1}`,
-      clientUrl: `http://127.0.0.1:${clientPort}`,
-      peerUrl: `http://127.0.0.1:${peerPort}`,
+      clientUrl: `${clientScheme}://127.0.0.1:${clientPort}`,
+      peerUrl: `${peerScheme}://127.0.0.1:${peerPort}`,
       dataDir: join(root, `m${i + 1}`),
       process: undefined,
       logs: [],
@@ -123,8 +194,9 @@ export async function startCluster({ size = 3, memberArgs = () => [], quiet = tr
       "zap",
       "--log-level",
       quiet ? "error" : "info",
+      ...tlsArgs(tls),
     ]
-    return [...base, ...memberArgs(i)]
+    return [...base, ...memberArgs(i, member)]
   }
 
   const launch = (member, i) => {
@@ -143,6 +215,7 @@ export async function startCluster({ size = 3, memberArgs = () => [], quiet = tr
     root,
     members,
     initialCluster,
+    tls,
     /** `--initial-cluster` value with the members' peer URLs. */
     clientUrls: () => members.map((m) => m.clientUrl),
     /** Stops member i (SIGTERM, then SIGKILL). */
@@ -163,7 +236,7 @@ export async function startCluster({ size = 3, memberArgs = () => [], quiet = tr
       child.stdout.on("data", (c) => member.logs.push(c.toString()))
       child.stderr.on("data", (c) => member.logs.push(c.toString()))
       member.process = child
-      await waitHealthy(member.clientUrl)
+      await waitHealthy(member.clientUrl, undefined, tls)
     },
     pause: (i) => members[i].process?.kill("SIGSTOP"),
     resume: (i) => members[i].process?.kill("SIGCONT"),
@@ -184,7 +257,7 @@ export async function startCluster({ size = 3, memberArgs = () => [], quiet = tr
                 new Error(`etcd ${m.name} exited with ${code}: ${m.logs.join("").slice(-2000)}`),
               ),
             )
-            waitHealthy(m.clientUrl).then(resolve, reject)
+            waitHealthy(m.clientUrl, undefined, tls).then(resolve, reject)
           }),
       ),
     )

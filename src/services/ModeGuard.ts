@@ -56,6 +56,28 @@ export const classifyHttp = (method: string, target: string): Access => {
 /** Whether a gRPC call (its `:path`) can change cluster state. */
 export const classifyGrpc = (path: string): Access => (grpcReads.has(path) ? "read" : "write")
 
+/** `/package.Service/Method`: a first path segment with a dot, which no etcd HTTP path has. */
+const grpcMethodPath = /^\/[^/]*\.[^/]*\/[^/]*$/
+
+/**
+ * Whether an HTTP/2 stream is judged as a gRPC call: its content type says so, or its path names
+ * a gRPC method. The path alone suffices because older gRPC servers run a method whatever the
+ * content type; judged as gRPC, such a stream is refused unless the method is a read.
+ */
+export const isGrpcCall = (path: string, contentType: string | undefined): boolean =>
+  (contentType !== undefined && contentType.startsWith("application/grpc")) ||
+  grpcMethodPath.test(path)
+
+/**
+ * Whether an HTTP/2 stream can change cluster state: gRPC calls by method, anything else (the
+ * JSON gateway or v2 over HTTP/2) by the HTTP rules.
+ */
+export const classifyHttp2 = (
+  method: string,
+  path: string,
+  contentType: string | undefined,
+): Access => (isGrpcCall(path, contentType) ? classifyGrpc(path) : classifyHttp(method, path))
+
 /** The refusal for a request, or `undefined` when the mode lets it through. */
 export const guardHttp = (
   mode: ProxyMode,
@@ -71,6 +93,17 @@ export const guardGrpc = (mode: ProxyMode, path: string): WriteForbidden | undef
     ? undefined
     : new WriteForbidden({ method: "gRPC", path })
 
+/** The refusal for an HTTP/2 stream: a gRPC call names `gRPC` as its method, as `guardGrpc` does. */
+export const guardHttp2 = (
+  mode: ProxyMode,
+  method: string,
+  path: string,
+  contentType: string | undefined,
+): WriteForbidden | undefined => {
+  if (mode === "readwrite") return undefined
+  return isGrpcCall(path, contentType) ? guardGrpc(mode, path) : guardHttp(mode, method, path)
+}
+
 /** The mode the proxy runs in, with its checks bound to it for the hot path. */
 export class ModeGuard extends Effect.Service<ModeGuard>()("etcd-proxy/ModeGuard", {
   effect: Effect.gen(function* () {
@@ -80,6 +113,11 @@ export class ModeGuard extends Effect.Service<ModeGuard>()("etcd-proxy/ModeGuard
       checkHttp: (method: string, target: string): WriteForbidden | undefined =>
         guardHttp(mode, method, target),
       checkGrpc: (path: string): WriteForbidden | undefined => guardGrpc(mode, path),
+      checkHttp2: (
+        method: string,
+        path: string,
+        contentType: string | undefined,
+      ): WriteForbidden | undefined => guardHttp2(mode, method, path, contentType),
     } as const
   }),
 }) {}

@@ -1,4 +1,5 @@
 /** The TLS files of SPEC §8.3, read and checked once at start, as options for each direction. */
+import { X509Certificate } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createSecureContext } from "node:tls"
 import { Effect } from "effect"
@@ -33,8 +34,12 @@ const read = (
           }),
       })
 
+const reason = (error: unknown): string =>
+  error instanceof Error ? error.message.replace(/^error:[0-9A-F]+:/, "") : String(error)
+
+/** A certificate and its key, both given or neither, and matching each other. */
 const checkPair = (
-  certFlag: string,
+  prefix: "" | "peer-",
   certFile: string | undefined,
   cert: Buffer | undefined,
   keyFile: string | undefined,
@@ -43,15 +48,48 @@ const checkPair = (
   if (cert === undefined && key === undefined) return Effect.void
   if (cert === undefined || key === undefined) {
     return new UsageError({
-      message: `--${certFlag} ${certFile ?? ""} and its key file must be given together (missing ${cert === undefined ? "certificate" : "key"})`,
+      message:
+        cert === undefined
+          ? `--${prefix}key-file ${keyFile} needs --${prefix}cert-file`
+          : `--${prefix}cert-file ${certFile} needs --${prefix}key-file`,
     })
   }
   return Effect.try({
-    try: () => void createSecureContext({ cert, key }),
+    try: () => void new X509Certificate(cert),
     catch: (error) =>
       new UsageError({
-        message: `certificate ${certFile} and key ${keyFile} do not form a pair: ${(error as Error).message}`,
+        message: `--${prefix}cert-file ${certFile} is not a PEM certificate: ${reason(error)}`,
       }),
+  }).pipe(
+    Effect.zipRight(
+      Effect.try({
+        try: () => void createSecureContext({ cert, key }),
+        catch: (error) =>
+          new UsageError({
+            message: `--${prefix}cert-file ${certFile} and --${prefix}key-file ${keyFile} do not form a pair: ${reason(error)}`,
+          }),
+      }),
+    ),
+  )
+}
+
+const pemCertificates = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
+
+/** A CA file holds at least one certificate, and every one of them parses (Node ignores bad ones). */
+const checkCa = (
+  flag: string,
+  file: string | undefined,
+  ca: Buffer | undefined,
+): Effect.Effect<void, UsageError> => {
+  if (ca === undefined) return Effect.void
+  const blocks = ca.toString("latin1").match(pemCertificates) ?? []
+  if (blocks.length === 0) {
+    return new UsageError({ message: `--${flag} ${file} holds no PEM certificate` })
+  }
+  return Effect.try({
+    try: () => blocks.forEach((block) => new X509Certificate(block)),
+    catch: (error) =>
+      new UsageError({ message: `--${flag} ${file} has a bad certificate: ${reason(error)}` }),
   })
 }
 
@@ -67,8 +105,10 @@ export class TlsMaterial extends Effect.Service<TlsMaterial>()("etcd-proxy/TlsMa
     const peerCert = yield* read("peer-cert-file", tls.peerCertFile)
     const peerKey = yield* read("peer-key-file", tls.peerKeyFile)
     const peerCa = yield* read("peer-trusted-ca-file", tls.peerTrustedCaFile)
-    yield* checkPair("cert-file", tls.certFile, cert, tls.keyFile, key)
-    yield* checkPair("peer-cert-file", tls.peerCertFile, peerCert, tls.peerKeyFile, peerKey)
+    yield* checkPair("", tls.certFile, cert, tls.keyFile, key)
+    yield* checkPair("peer-", tls.peerCertFile, peerCert, tls.peerKeyFile, peerKey)
+    yield* checkCa("trusted-ca-file", tls.trustedCaFile, ca)
+    yield* checkCa("peer-trusted-ca-file", tls.peerTrustedCaFile, peerCa)
 
     const needsServer = listenUrls.some((url) => url.protocol === "https:")
     if (needsServer && (cert === undefined || key === undefined)) {

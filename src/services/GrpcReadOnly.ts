@@ -1,0 +1,392 @@
+/**
+ * Read-only HTTP/2 (SPEC §3.10, §4): each stream is classified by ModeGuard; allowed calls are
+ * forwarded stream for stream over one pooled HTTP/2 session per endpoint (unary, server and
+ * bidirectional streams, trailers, cancellation both ways); refused ones end at once.
+ * Plain node:http2 callbacks, no fiber per stream.
+ */
+import * as http2 from "node:http2"
+import type * as net from "node:net"
+import { Duration, Effect } from "effect"
+import { ProxyConfig } from "../domain/Config.js"
+import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
+import {
+  DiscoveryPending,
+  EndpointsExhausted,
+  LoopDetected,
+  Overloaded,
+  ZeroEndpoints,
+} from "../domain/Errors.js"
+import { appendVia, loopedThrough, viaEntry } from "../domain/Headers.js"
+import { Discovery } from "./Discovery.js"
+import { Forwarder, limits } from "./Forwarder.js"
+import {
+  answerGrpc,
+  answerRefusal,
+  dialMember,
+  failureTag,
+  firstIndex,
+  grpcStatus,
+  percentEncode,
+} from "./Http2.js"
+import { MemberList } from "./MemberList.js"
+import { Metrics } from "./Metrics.js"
+import { isGrpcCall, ModeGuard, pathOf } from "./ModeGuard.js"
+import { TlsMaterial } from "./TlsMaterial.js"
+
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants
+const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM
+
+const watchMethod = "/etcdserverpb.Watch/Watch"
+
+/** Headers that belong to one HTTP/2 connection (or to HTTP/1), never forwarded. */
+const connectionSpecific: ReadonlySet<string> = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+  "host",
+])
+
+/** Flow-control windows: large enough that a big range answer is not throttled by 64 KiB steps. */
+const window = 1 << 20
+const sessionOptions = {
+  settings: { enablePush: false, initialWindowSize: window },
+  maxSessionMemory: 64,
+} as const
+
+/** One pooled client session to a member. */
+interface Upstream {
+  readonly session: http2.ClientHttp2Session
+  connected: boolean
+  /** The connection to the member is gone: streams still open on it failed with it. */
+  lost: boolean
+  readonly waiting: Array<(error: Error | undefined) => void>
+}
+
+/** One call in flight: the client's stream and what it is relayed to. */
+interface Call {
+  readonly stream: http2.ServerHttp2Stream
+  readonly watch: boolean
+  upstream: http2.ClientHttp2Stream | undefined
+  /** The member's answer ended normally; nothing to fail any more. */
+  done: boolean
+  /** Trailers to send when the response body has ended. */
+  trailers: http2.OutgoingHttpHeaders | undefined
+}
+
+export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/GrpcReadOnly", {
+  scoped: Effect.gen(function* () {
+    const config = yield* ProxyConfig
+    const members = yield* MemberList
+    const guard = yield* ModeGuard
+    const discovery = yield* Discovery
+    const metrics = yield* Metrics
+    const tls = yield* TlsMaterial
+    const forwarder = yield* Forwarder
+    const dialMs = Duration.toMillis(config.dialTimeout)
+
+    // --- pooled sessions to members -----------------------------------------------------
+    const upstreams = new Map<string, Upstream>()
+
+    const settle = (upstream: Upstream, error: Error | undefined): void => {
+      for (const waiter of upstream.waiting.splice(0)) waiter(error)
+    }
+
+    const forget = (key: string, upstream: Upstream): void => {
+      if (upstreams.get(key) === upstream) upstreams.delete(key)
+    }
+
+    /** Calls `ready` with a connected session to the endpoint, dialling one when there is none. */
+    const sessionFor = (
+      endpoint: Endpoint,
+      ready: (error: Error | undefined, session: http2.ClientHttp2Session) => void,
+    ): void => {
+      const existing = upstreams.get(endpoint.key)
+      if (existing !== undefined && !existing.lost && !existing.session.closed) {
+        if (existing.connected) ready(undefined, existing.session)
+        else existing.waiting.push((error) => ready(error, existing.session))
+        return
+      }
+      const socket = dialMember(endpoint, tls.towardsMembers, dialMs)
+      const session = http2.connect(endpoint.key, {
+        ...sessionOptions,
+        createConnection: () => socket,
+      })
+      const upstream: Upstream = { session, connected: false, lost: false, waiting: [] }
+      upstream.waiting.push((error) => ready(error, session))
+      upstreams.set(endpoint.key, upstream)
+      socket.once("close", () => {
+        upstream.lost = true
+        forget(endpoint.key, upstream)
+      })
+      session.once("connect", () => {
+        upstream.connected = true
+        session.setLocalWindowSize(window)
+        settle(upstream, undefined)
+      })
+      session.on("error", (error) => {
+        forget(endpoint.key, upstream)
+        if (upstream.connected) members.markFailed(endpoint, failureTag(error))
+        else settle(upstream, error)
+      })
+      session.once("goaway", () => forget(endpoint.key, upstream))
+      session.once("close", () => {
+        forget(endpoint.key, upstream)
+        settle(upstream, new Error(`session to ${endpoint.url} closed before it connected`))
+      })
+    }
+
+    members.onChange((table: EndpointTable) => {
+      for (const [key, upstream] of upstreams) {
+        if (table.get(key) === undefined) {
+          upstreams.delete(key)
+          upstream.session.close()
+        }
+      }
+    })
+
+    // --- the stream path ----------------------------------------------------------------
+    const calls = new Set<Call>()
+    let turn = 0
+
+    /** Ends a call whose member went away: the client gets UNAVAILABLE and retries, as gRPC clients do. */
+    const failCall = (call: Call, message: string): void => {
+      const { stream, upstream } = call
+      if (stream.closed || stream.destroyed) return
+      if (!stream.headersSent) {
+        answerGrpc(stream, grpcStatus.unavailable, message)
+        return
+      }
+      call.trailers = {
+        "grpc-status": String(grpcStatus.unavailable),
+        "grpc-message": percentEncode(message),
+      }
+      upstream?.unpipe(stream)
+      stream.end()
+    }
+
+    const requestHeaders = (
+      headers: http2.IncomingHttpHeaders,
+      endpoint: Endpoint,
+    ): http2.OutgoingHttpHeaders => {
+      const out: http2.OutgoingHttpHeaders = {}
+      for (const name in headers) {
+        if (name === ":scheme" || name === "via" || connectionSpecific.has(name)) continue
+        out[name] = headers[name]
+      }
+      out["via"] = appendVia(
+        headers["via"] as string | undefined,
+        viaEntry(forwarder.proxyId, endpoint.url),
+      )
+      return out
+    }
+
+    const responseHeaders = (headers: http2.IncomingHttpHeaders): http2.OutgoingHttpHeaders => {
+      const out: http2.OutgoingHttpHeaders = {}
+      for (const name in headers) {
+        if ((name.startsWith(":") && name !== ":status") || connectionSpecific.has(name)) continue
+        out[name] = headers[name]
+      }
+      return out
+    }
+
+    /** Relays one call over a connected session to the endpoint. */
+    const relay = (
+      call: Call,
+      headers: http2.IncomingHttpHeaders,
+      session: http2.ClientHttp2Session,
+      endpoint: Endpoint,
+      retry: () => void,
+    ): void => {
+      const { stream } = call
+      if (session.closed || session.destroyed) {
+        // The session began closing after it was handed out: the next attempt dials another.
+        if (upstreams.get(endpoint.key)?.session === session) upstreams.delete(endpoint.key)
+        retry()
+        return
+      }
+      let upstream: http2.ClientHttp2Stream
+      try {
+        upstream = session.request(requestHeaders(headers, endpoint))
+      } catch (error) {
+        // Headers Node accepted from the client but will not send (a connection-specific one).
+        answerGrpc(
+          stream,
+          grpcStatus.internal,
+          `httpproxy: cannot forward the call: ${String(error)}`,
+        )
+        return
+      }
+      call.upstream = upstream
+      const lost = (): boolean => upstreams.get(endpoint.key)?.session !== session
+
+      upstream.on("response", (answer, flags) => {
+        if (stream.closed || stream.destroyed) return
+        if ((flags & END_STREAM) !== 0) {
+          call.done = true
+          stream.respond(responseHeaders(answer), { endStream: true })
+          return
+        }
+        stream.respond(responseHeaders(answer), { waitForTrailers: true })
+        upstream.pipe(stream)
+      })
+      upstream.on("trailers", (trailers) => {
+        call.trailers = responseHeaders(trailers)
+      })
+      upstream.once("end", () => {
+        call.done = true
+      })
+      upstream.on("error", () => {})
+      upstream.once("close", () => {
+        if (call.done || stream.closed || stream.destroyed) return
+        const code = upstream.rstCode ?? NGHTTP2_NO_ERROR
+        if (code !== NGHTTP2_NO_ERROR && !lost()) {
+          // The member reset this stream and kept the connection: the reset is the answer.
+          stream.close(code)
+          return
+        }
+        failCall(call, `httpproxy: ${endpoint.url} failed during the call`)
+      })
+      stream.pipe(upstream)
+    }
+
+    const forward = (call: Call, headers: http2.IncomingHttpHeaders, grpc: boolean): void => {
+      const available = members.table().available
+      if (available.length === 0) {
+        answerRefusal(call.stream, grpc, new ZeroEndpoints())
+        return
+      }
+      const first = firstIndex(config.balance, available.length, turn++)
+      let tried = 0
+      const attempt = (): void => {
+        const { stream } = call
+        if (stream.closed || stream.destroyed) return
+        if (tried === available.length) {
+          answerRefusal(stream, grpc, new EndpointsExhausted({ tried }))
+          return
+        }
+        const endpoint = available[(first + tried) % available.length]!
+        tried += 1
+        sessionFor(endpoint, (error, session) => {
+          if (error !== undefined) {
+            members.markFailed(endpoint, failureTag(error))
+            attempt()
+            return
+          }
+          if (stream.closed || stream.destroyed) return
+          relay(call, headers, session, endpoint, attempt)
+        })
+      }
+      attempt()
+    }
+
+    const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      stream.on("error", () => {})
+      const method = headers[":method"] ?? "GET"
+      const target = headers[":path"] ?? ""
+      const contentType = headers["content-type"]
+      const grpc = isGrpcCall(target, contentType)
+      const forbidden = guard.checkHttp2(method, target, contentType)
+      if (forbidden !== undefined) {
+        metrics.refusedWrite(grpc ? "grpc" : "http")
+        answerRefusal(stream, grpc, forbidden)
+        return
+      }
+      const looped = loopedThrough(headers["via"] as string | undefined, forwarder.proxyId)
+      if (looped !== undefined) {
+        const endpoint = members.table().all.find((e) => e.url === looped)
+        if (endpoint !== undefined) members.excludeLoop(endpoint, looped)
+        answerRefusal(
+          stream,
+          grpc,
+          new LoopDetected({ via: looped === "" ? forwarder.proxyId : looped }),
+        )
+        return
+      }
+      const status = discovery.status()
+      if (status._tag === "Pending") {
+        answerRefusal(
+          stream,
+          grpc,
+          new DiscoveryPending({ registered: status.registered, size: status.size }),
+        )
+        return
+      }
+      if (calls.size >= limits.inFlight) {
+        answerRefusal(stream, grpc, new Overloaded({ limit: limits.inFlight }))
+        return
+      }
+
+      const call: Call = {
+        stream,
+        watch: pathOf(target) === watchMethod,
+        upstream: undefined,
+        done: false,
+        trailers: undefined,
+      }
+      calls.add(call)
+      if (call.watch) metrics.watchOpened()
+      stream.on("wantTrailers", () => stream.sendTrailers(call.trailers ?? {}))
+      stream.once("close", () => {
+        calls.delete(call)
+        if (call.watch) metrics.watchClosed()
+        const upstream = call.upstream
+        if (upstream !== undefined && !upstream.closed) upstream.close(NGHTTP2_CANCEL)
+      })
+      forward(call, headers, grpc)
+    }
+
+    // --- client connections -------------------------------------------------------------
+    const server = http2.createServer(sessionOptions)
+    const sessions = new Set<http2.ServerHttp2Session>()
+    server.on("session", (session) => {
+      sessions.add(session)
+      session.once("close", () => sessions.delete(session))
+      session.on("error", () => session.destroy())
+      session.once("connect", () => session.setLocalWindowSize(window))
+    })
+    server.on("stream", onStream)
+    // A TLS client that negotiated no protocol but sent the preface: not something to guess at.
+    server.on("unknownProtocol", (socket: net.Socket) => socket.destroy())
+
+    /** Takes an HTTP/2 connection whose first bytes (`head`, possibly none after ALPN) are read. */
+    const accept = (client: net.Socket, head: Buffer): void => {
+      // Node's session reads bytes already buffered on the socket before new ones (nodejs#35475).
+      if (head.length > 0) client.unshift(head)
+      server.emit("connection", client)
+    }
+
+    const closeAll = (): void => {
+      for (const session of sessions) session.destroy()
+      for (const upstream of upstreams.values()) upstream.session.destroy()
+      upstreams.clear()
+    }
+
+    /** Graceful stop (SPEC §8.5): no new calls, watches end with UNAVAILABLE, the rest may finish. */
+    const drain = Effect.gen(function* () {
+      for (const session of sessions) session.close()
+      for (const call of calls) if (call.watch) failCall(call, "httpproxy: proxy shutting down")
+      const finished = Effect.async<void>((resume) => {
+        let resumed = false
+        const check = () => {
+          if (resumed || calls.size > 0) return
+          resumed = true
+          resume(Effect.void)
+        }
+        for (const call of calls) call.stream.once("close", check)
+        check()
+      })
+      yield* finished.pipe(Effect.timeout(limits.drain), Effect.ignore)
+    })
+
+    yield* Effect.addFinalizer(() => Effect.sync(closeAll))
+
+    return {
+      accept,
+      drain,
+      closeAll,
+    } as const
+  }),
+}) {}

@@ -1,0 +1,163 @@
+/**
+ * What the HTTP/2 relay and the read-only gRPC front share (SPEC §3.10): recognising the
+ * connection preface, dialling a member, choosing endpoints, and the gRPC answers the proxy
+ * makes itself.
+ */
+import * as http2 from "node:http2"
+import * as net from "node:net"
+import * as tls from "node:tls"
+import { Data } from "effect"
+import type { Balance } from "../domain/Config.js"
+import type { Endpoint } from "../domain/Endpoints.js"
+import { httpAnswer, type ProxyRefusal } from "../domain/Errors.js"
+import type { ClientTls } from "./TlsMaterial.js"
+
+/** What every HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts this way. */
+export const http2Preface: Buffer = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1")
+
+export type Sniffed = "h2" | "http/1.1" | "undecided"
+
+/** Which protocol a connection speaks, from its first bytes; "undecided" while they are a prefix of the preface. */
+export const sniffPreface = (head: Buffer): Sniffed => {
+  const n = Math.min(head.length, http2Preface.length)
+  if (head.compare(http2Preface, 0, n, 0, n) !== 0) return "http/1.1"
+  return head.length >= http2Preface.length ? "h2" : "undecided"
+}
+
+/** The member did not complete the TCP or TLS handshake within `--proxy-dial-timeout`. */
+export class DialTimeout extends Data.TaggedError("DialTimeout")<{
+  readonly endpoint: string
+  readonly millis: number
+}> {
+  override get message(): string {
+    return `no connection to ${this.endpoint} within ${this.millis} ms`
+  }
+}
+
+/** The tag a connection failure is logged and counted with: the system code, else the error's name. */
+export const failureTag = (error: unknown): string => {
+  const e = error as { code?: unknown; _tag?: unknown; name?: unknown }
+  if (typeof e?.code === "string") return e.code
+  if (typeof e?._tag === "string") return e._tag
+  return typeof e?.name === "string" ? e.name : "Error"
+}
+
+/** The event that says a dialled socket is ready to carry HTTP/2. */
+export const readyEvent = (endpoint: Endpoint): "secureConnect" | "connect" =>
+  endpoint.key.startsWith("https:") ? "secureConnect" : "connect"
+
+/**
+ * Opens a connection to a member's client URL: TCP for http (HTTP/2 with prior knowledge, as
+ * members expect), TLS offering only h2 for https with the §8.3 client settings. The dial
+ * timeout covers the TCP and the TLS handshakes; the socket reports it as a `DialTimeout` error.
+ */
+export const dialMember = (endpoint: Endpoint, towardsMembers: ClientTls, dialMs: number) => {
+  const url = new URL(endpoint.key)
+  const host = url.hostname.replace(/^\[|\]$/g, "")
+  const secure = url.protocol === "https:"
+  const port = Number(url.port === "" ? (secure ? 443 : 80) : url.port)
+  const socket: net.Socket = secure
+    ? tls.connect({
+        host,
+        port,
+        ALPNProtocols: ["h2"],
+        ...(net.isIP(host) === 0 ? { servername: host } : {}),
+        ...towardsMembers,
+      })
+    : net.connect({ host, port })
+  socket.setNoDelay(true)
+  if (dialMs > 0) {
+    socket.setTimeout(dialMs, () =>
+      socket.destroy(new DialTimeout({ endpoint: endpoint.url, millis: dialMs })),
+    )
+    socket.once(readyEvent(endpoint), () => socket.setTimeout(0))
+  }
+  return socket
+}
+
+/** Where a connection or call starts in the endpoint order (SPEC §3.3). */
+export const firstIndex = (balance: Balance, count: number, turn: number): number =>
+  balance === "sticky" || count === 0 ? 0 : turn % count
+
+// --- gRPC answers the proxy makes itself ---------------------------------------------------
+
+export const grpcStatus = {
+  internal: 13,
+  unimplemented: 12,
+  unavailable: 14,
+  resourceExhausted: 8,
+} as const
+
+/** The gRPC status for each refusal: a read-only refusal is UNIMPLEMENTED, the rest say "try again". */
+export const grpcStatusOf = (refusal: ProxyRefusal): number => {
+  switch (refusal._tag) {
+    case "WriteForbidden":
+      return grpcStatus.unimplemented
+    case "Overloaded":
+      return grpcStatus.resourceExhausted
+    default:
+      return grpcStatus.unavailable
+  }
+}
+
+/** The refusal's words, the same as in its HTTP answer's JSON body. */
+export const refusalMessage = (refusal: ProxyRefusal): string =>
+  (JSON.parse(httpAnswer(refusal).body) as { readonly message: string }).message
+
+/** `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself. */
+export const percentEncode = (message: string): string => {
+  let out = ""
+  for (const byte of Buffer.from(message, "utf8")) {
+    out +=
+      byte >= 0x20 && byte <= 0x7e && byte !== 0x25
+        ? String.fromCharCode(byte)
+        : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+  }
+  return out
+}
+
+/** Ends a call at once in trailers-only form: HTTP 200, `grpc-status` and `grpc-message` in one HEADERS frame. */
+export const answerGrpc = (
+  stream: http2.ServerHttp2Stream,
+  status: number,
+  message: string,
+): void => {
+  if (stream.destroyed || stream.closed) return
+  if (stream.headersSent) {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+    return
+  }
+  stream.respond(
+    {
+      ":status": 200,
+      "content-type": "application/grpc",
+      "grpc-status": String(status),
+      "grpc-message": percentEncode(message),
+    },
+    { endStream: true },
+  )
+}
+
+/** Ends an HTTP/2 stream with the refusal: gRPC calls in gRPC's form, anything else as the JSON answer. */
+export const answerRefusal = (
+  stream: http2.ServerHttp2Stream,
+  grpc: boolean,
+  refusal: ProxyRefusal,
+): void => {
+  if (grpc) {
+    answerGrpc(stream, grpcStatusOf(refusal), refusalMessage(refusal))
+    return
+  }
+  if (stream.destroyed || stream.closed) return
+  if (stream.headersSent) {
+    stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR)
+    return
+  }
+  const { status, body } = httpAnswer(refusal)
+  stream.respond({
+    ":status": status,
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+  })
+  stream.end(body)
+}

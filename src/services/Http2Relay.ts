@@ -1,0 +1,178 @@
+/**
+ * Read-write HTTP/2 (SPEC §3.10): each client connection is relayed whole, byte for byte, to one
+ * member chosen by the endpoint order. Nothing is parsed, so whatever a member accepts works
+ * (etcdctl 3.4's `endpoint status` sends an `:authority` Node's HTTP/2 parser rejects).
+ */
+import * as http2 from "node:http2"
+import type * as net from "node:net"
+import { Duration, Effect } from "effect"
+import { ProxyConfig } from "../domain/Config.js"
+import {
+  DiscoveryPending,
+  EndpointsExhausted,
+  Overloaded,
+  ZeroEndpoints,
+  type ProxyRefusal,
+} from "../domain/Errors.js"
+import { Discovery } from "./Discovery.js"
+import { answerRefusal, dialMember, failureTag, firstIndex, readyEvent } from "./Http2.js"
+import { MemberList } from "./MemberList.js"
+import { isGrpcCall } from "./ModeGuard.js"
+import { TlsMaterial } from "./TlsMaterial.js"
+
+/** How long a connection the proxy refused may stay open for its first call to get the answer. */
+const refusalGrace = 2_000
+
+/**
+ * Relays open at once (two sockets each). A relayed connection carries no `Via`, so proxies
+ * advertised in a ring would relay to each other without end; this bound ends such a chain
+ * (its last hop is refused, which closes every hop) and holds whatever members advertise.
+ */
+export const relayLimit = 4_096
+
+export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Relay", {
+  scoped: Effect.gen(function* () {
+    const config = yield* ProxyConfig
+    const members = yield* MemberList
+    const discovery = yield* Discovery
+    const tls = yield* TlsMaterial
+    const dialMs = Duration.toMillis(config.dialTimeout)
+
+    /** Client sockets of open relays, cut on shutdown. */
+    const open = new Set<net.Socket>()
+    let turn = 0
+
+    // A connection no member can take still gets an answer its client can show: a local HTTP/2
+    // session answers each call with the refusal, then goes away so the client dials again.
+    const refusals = new WeakMap<http2.Http2Session, ProxyRefusal>()
+    let pendingRefusal: ProxyRefusal | undefined
+    const refuser = http2.createServer()
+    refuser.on("session", (session) => {
+      if (pendingRefusal !== undefined) refusals.set(session, pendingRefusal)
+      session.on("error", () => session.destroy())
+      setTimeout(() => session.close(), refusalGrace).unref()
+    })
+    refuser.on("stream", (stream, headers) => {
+      stream.on("error", () => stream.destroy())
+      const refusal = refusals.get(stream.session!)
+      const grpc = isGrpcCall(headers[":path"] ?? "", headers["content-type"])
+      if (refusal !== undefined) answerRefusal(stream, grpc, refusal)
+      stream.session?.close()
+    })
+    const refuse = (client: net.Socket, head: Buffer, refusal: ProxyRefusal): void => {
+      if (client.destroyed) return
+      if (head.length > 0) client.unshift(head)
+      pendingRefusal = refusal
+      refuser.emit("connection", client)
+      pendingRefusal = undefined
+    }
+
+    /** Pipes both ways once the member is connected; either side ending ends both. */
+    const splice = (
+      client: net.Socket,
+      upstream: net.Socket,
+      head: Buffer,
+      onFail: (error: Error) => void,
+    ) => {
+      let failed = false
+      const closeBoth = () => {
+        client.destroy()
+        upstream.destroy()
+        open.delete(client)
+      }
+      upstream.on("error", (error) => {
+        if (!failed) {
+          failed = true
+          onFail(error)
+        }
+      })
+      client.once("close", closeBoth)
+      upstream.once("close", closeBoth)
+      if (head.length > 0) upstream.write(head)
+      client.pipe(upstream)
+      upstream.pipe(client)
+    }
+
+    /** Takes an HTTP/2 connection whose first bytes (`head`, possibly none after ALPN) are read. */
+    const accept = (client: net.Socket, head: Buffer): void => {
+      client.pause()
+      client.setNoDelay(true)
+      const status = discovery.status()
+      if (status._tag === "Pending") {
+        refuse(
+          client,
+          head,
+          new DiscoveryPending({ registered: status.registered, size: status.size }),
+        )
+        return
+      }
+      const available = members.table().available
+      if (available.length === 0) {
+        refuse(client, head, new ZeroEndpoints())
+        return
+      }
+      if (open.size >= relayLimit) {
+        refuse(client, head, new Overloaded({ limit: relayLimit }))
+        return
+      }
+      open.add(client)
+      const first = firstIndex(config.balance, available.length, turn++)
+      let tried = 0
+      let dialling: net.Socket | undefined
+      const onClientGone = () => {
+        dialling?.destroy()
+        open.delete(client)
+      }
+      client.once("close", onClientGone)
+      client.on("error", () => client.destroy())
+
+      const attempt = (): void => {
+        if (client.destroyed) return
+        if (tried === available.length) {
+          client.off("close", onClientGone)
+          open.delete(client)
+          refuse(client, head, new EndpointsExhausted({ tried }))
+          return
+        }
+        const endpoint = available[(first + tried) % available.length]!
+        tried += 1
+        const upstream = dialMember(endpoint, tls.towardsMembers, dialMs)
+        dialling = upstream
+        const onDialError = (error: Error) => {
+          upstream.off(readyEvent(endpoint), onReady)
+          upstream.destroy()
+          dialling = undefined
+          if (client.destroyed) return
+          members.markFailed(endpoint, failureTag(error))
+          attempt()
+        }
+        const onReady = () => {
+          upstream.off("error", onDialError)
+          dialling = undefined
+          if (client.destroyed) {
+            upstream.destroy()
+            return
+          }
+          client.off("close", onClientGone)
+          splice(client, upstream, head, (error) => members.markFailed(endpoint, failureTag(error)))
+        }
+        upstream.once("error", onDialError)
+        upstream.once(readyEvent(endpoint), onReady)
+      }
+      attempt()
+    }
+
+    const closeAll = (): void => {
+      for (const client of open) client.destroy()
+      open.clear()
+    }
+    yield* Effect.addFinalizer(() => Effect.sync(closeAll))
+
+    return {
+      accept,
+      /** A relay carries opaque bytes: nothing to finish gracefully, it is cut by `closeAll`. */
+      drain: Effect.void as Effect.Effect<void>,
+      closeAll,
+    } as const
+  }),
+}) {}
