@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
 import { Duration, Effect, Runtime } from "effect"
-import { Pool, type Dispatcher } from "undici"
+import { Client, Pool, type Dispatcher } from "undici"
 import { ProxyConfig } from "../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
 import {
@@ -87,23 +87,31 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
     const corsOrigins = new Set(config.cors)
 
     // --- upstream pools -----------------------------------------------------------------
+    const clientOptions = {
+      headersTimeout: readMs,
+      bodyTimeout: readMs,
+      connect: { timeout: dialMs, noDelay: true, ...tls.towardsMembers },
+    }
     const pools = new Map<string, Pool>()
     const poolFor = (endpoint: Endpoint): Pool => {
       let pool = pools.get(endpoint.key)
       if (pool === undefined) {
         pool = new Pool(endpoint.key, {
+          ...clientOptions,
           connections: limits.connectionsPerEndpoint,
           pipelining: 1,
           keepAliveTimeout: 30_000,
           keepAliveMaxTimeout: 600_000,
-          headersTimeout: readMs,
-          bodyTimeout: readMs,
-          connect: { timeout: dialMs, noDelay: true, ...tls.towardsMembers },
         })
         pools.set(endpoint.key, pool)
       }
       return pool
     }
+    /**
+     * A watch gets a connection of its own, closed with it: cancelling a pooled request makes
+     * undici dial a spare socket that would then sit idle, one per watch a client left.
+     */
+    const ownClient = (endpoint: Endpoint): Client => new Client(endpoint.key, clientOptions)
     members.onChange((table: EndpointTable) => {
       for (const [key, pool] of pools) {
         if (table.get(key) === undefined) {
@@ -225,6 +233,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
       target: string,
       body: Buffer | null,
       started: number,
+      watch: boolean,
     ): void => {
       const method = req.method!
       const available = members.table().available
@@ -267,6 +276,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         headers.push("via", appendVia(priorVia, viaEntry(proxyId, endpoint.url)))
         let sent = false
         let responded = false
+        const own = watch ? ownClient(endpoint) : undefined
 
         const handler: Dispatcher.DispatchHandler = {
           onConnect(abort) {
@@ -304,8 +314,10 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
           },
           onComplete() {
             res.end()
+            void own?.destroy()
           },
           onError(error: Error & { code?: string }) {
+            void own?.destroy()
             if (clientGone) {
               metrics.dropped(method, "failed_sending_request")
               return
@@ -332,7 +344,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
             )
           },
         }
-        poolFor(endpoint).dispatch(
+        ;(own ?? poolFor(endpoint)).dispatch(
           { origin: endpoint.key, path: target, method, headers, body, idempotent: retryAfterSend },
           handler,
         )
@@ -413,7 +425,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         (req.headers["transfer-encoding"] !== undefined && !bodylessMethods.has(method))
       if (!hasBody) {
         req.resume()
-        forward(req, res, target, null, started)
+        forward(req, res, target, null, started, watch)
         return
       }
       const chunks: Array<Buffer> = []
@@ -430,7 +442,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         }
         chunks.push(chunk)
       })
-      req.on("end", () => forward(req, res, target, Buffer.concat(chunks, size), started))
+      req.on("end", () => forward(req, res, target, Buffer.concat(chunks, size), started, watch))
       req.on("error", () => res.destroy())
     }
 
@@ -450,7 +462,9 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
       yield* Effect.logInfo("draining requests").pipe(
         Effect.annotateLogs({ inFlight: inFlight.size }),
       )
-      yield* drained.pipe(Effect.timeout(limits.drain), Effect.ignore)
+      // Shutdown runs in a finalizer, which is uninterruptible: the wait must opt back in for
+      // its time bound to fire.
+      yield* Effect.interruptible(drained).pipe(Effect.timeout(limits.drain), Effect.ignore)
     })
 
     yield* Effect.addFinalizer(() =>

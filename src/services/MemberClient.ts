@@ -27,25 +27,29 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
     const config = yield* ProxyConfig
     const tls = yield* TlsMaterial
     const dialMs = Duration.toMillis(config.dialTimeout)
-    // Control traffic gets its own small agent: it must not queue behind client requests.
-    const agent = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Agent({
-            connect: { timeout: dialMs, ...tls.towardsPeers },
-            connections: 2,
-            keepAliveTimeout: 1_000,
-          }),
-      ),
-      (agent) => Effect.promise(() => agent.close()),
-    )
+    // Control traffic gets its own small agents, apart from client requests: `/members` on peer
+    // URLs with the peer TLS settings, `/health` on client URLs with the client ones (§8.3).
+    const agentWith = (tlsOptions: typeof tls.towardsPeers) =>
+      Effect.acquireRelease(
+        Effect.sync(
+          () =>
+            new Agent({
+              connect: { timeout: dialMs, ...tlsOptions },
+              connections: 2,
+              keepAliveTimeout: 1_000,
+            }),
+        ),
+        (agent) => Effect.promise(() => agent.close()),
+      )
+    const peerAgent = yield* agentWith(tls.towardsPeers)
+    const clientAgent = yield* agentWith(tls.towardsMembers)
     const answerTimeout = Math.max(dialMs, 1_000) + 2_000
 
     const fetchMembers = (peer: string): Effect.Effect<MemberListAnswer, MemberFetchError> =>
       Effect.tryPromise({
         try: async (signal) => {
           const url = new URL("/members", peer)
-          const response = await agent.request({
+          const response = await peerAgent.request({
             origin: url.origin,
             path: url.pathname,
             method: "GET",
@@ -83,7 +87,7 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
     const probeHealth = (clientUrl: string): Effect.Effect<boolean> =>
       Effect.tryPromise(async (signal) => {
         const url = new URL("/health", clientUrl)
-        const response = await agent.request({
+        const response = await clientAgent.request({
           origin: url.origin,
           path: url.pathname,
           method: "GET",
