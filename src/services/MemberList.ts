@@ -131,21 +131,33 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
         }
       })
 
+    let failedInARow = 0
+
     /** One refresh: ask the peers in sorted order; on failure keep the last good list (SPEC §5.2). */
     const refresh: Effect.Effect<RefreshResult> = Effect.gen(function* () {
       const answer = yield* fetchFromAnyPeer
       if (Either.isLeft(answer)) {
         metrics.refresh("failure")
-        yield* Effect.logWarning("member list refresh failed; keeping the last good list").pipe(
+        failedInARow += 1
+        // One warning per outage; the 1 s retries while nothing is available log at debug.
+        const log = failedInARow === 1 ? Effect.logWarning : Effect.logDebug
+        yield* log("member list refresh failed; keeping the last good list").pipe(
           Effect.annotateLogs({
             error: "MemberFetchError",
             reason: answer.left,
             endpoints: table.all.length,
+            attempt: failedInARow,
           }),
         )
         return "failed" as const
       }
       metrics.refresh("success")
+      if (failedInARow > 0) {
+        yield* Effect.logInfo("member list refresh succeeded again").pipe(
+          Effect.annotateLogs({ failedBefore: failedInARow }),
+        )
+        failedInARow = 0
+      }
       const members = answer.right
       const before = table
       let next = tableFromMembers(members, before, yield* isOwnListener(members))
