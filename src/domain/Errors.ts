@@ -43,6 +43,11 @@ export class BadRequestTarget extends Schema.TaggedError<BadRequestTarget>()("Ba
   target: Schema.String,
 }) {}
 
+/** The request cannot be forwarded as it is (a header or value the upstream client refuses). */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", {
+  reason: Schema.String,
+}) {}
+
 /** The proxy holds as many requests as it allows itself to (SPEC §5.6 resource bounds). */
 export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", {
   limit: Schema.Number,
@@ -58,55 +63,82 @@ export type ProxyRefusal =
   | SentNotRetried
   | RequestTooLarge
   | BadRequestTarget
+  | BadRequest
   | Overloaded
+
+/** The words of each refusal; etcd's own are byte for byte its own. */
+export const refusalMessage = (refusal: ProxyRefusal): string => {
+  switch (refusal._tag) {
+    case "WriteForbidden":
+      return `httpproxy: read-only proxy refuses ${refusal.method} ${refusal.path}`
+    case "LoopDetected":
+      return `httpproxy: forwarding loop detected via ${refusal.via}`
+    case "DiscoveryPending":
+      return refusal.size === null
+        ? "httpproxy: discovery pending: waiting for the discovery service"
+        : `httpproxy: discovery pending: ${refusal.registered} of ${refusal.size} members registered`
+    case "ZeroEndpoints":
+      return "httpproxy: zero endpoints currently available"
+    case "EndpointsExhausted":
+      return `httpproxy: unable to get response from ${refusal.tried} endpoint(s)`
+    case "SentNotRetried":
+      return `httpproxy: ${refusal.endpoint} failed after the request was sent; ${refusal.method} not retried`
+    case "RequestTooLarge":
+      return `httpproxy: request body is larger than --max-request-bytes (${refusal.limit} bytes)`
+    case "BadRequestTarget":
+      return `httpproxy: request target ${refusal.target} is not a path`
+    case "BadRequest":
+      return `httpproxy: cannot forward this request: ${refusal.reason}`
+    case "Overloaded":
+      return `httpproxy: too many requests in flight (limit ${refusal.limit}); try again`
+  }
+}
+
+const httpStatus: Record<ProxyRefusal["_tag"], number> = {
+  WriteForbidden: 501,
+  LoopDetected: 508,
+  DiscoveryPending: 503,
+  ZeroEndpoints: 503,
+  EndpointsExhausted: 502,
+  SentNotRetried: 502,
+  RequestTooLarge: 413,
+  BadRequestTarget: 400,
+  BadRequest: 400,
+  Overloaded: 503,
+}
+
+/** gRPC status codes: UNIMPLEMENTED for refused writes, RESOURCE_EXHAUSTED, else UNAVAILABLE. */
+const grpcCode: Record<ProxyRefusal["_tag"], number> = {
+  WriteForbidden: 12,
+  LoopDetected: 14,
+  DiscoveryPending: 14,
+  ZeroEndpoints: 14,
+  EndpointsExhausted: 14,
+  SentNotRetried: 14,
+  RequestTooLarge: 8,
+  BadRequestTarget: 3,
+  BadRequest: 3,
+  Overloaded: 8,
+}
 
 export interface HttpAnswer {
   readonly status: number
   readonly body: string
 }
 
-const answer = (status: number, message: string): HttpAnswer => ({
-  status,
-  body: JSON.stringify({ message }),
+/** The HTTP answer to a refusal: its status and a JSON object with its `message`. */
+export const httpAnswer = (refusal: ProxyRefusal): HttpAnswer => ({
+  status: httpStatus[refusal._tag],
+  body: JSON.stringify({ message: refusalMessage(refusal) }),
 })
 
-/** The HTTP status and JSON body for each refusal; the bodies etcd makes are byte for byte its own. */
-export const httpAnswer = (refusal: ProxyRefusal): HttpAnswer => {
-  switch (refusal._tag) {
-    case "WriteForbidden":
-      return answer(501, `httpproxy: read-only proxy refuses ${refusal.method} ${refusal.path}`)
-    case "LoopDetected":
-      return answer(508, `httpproxy: forwarding loop detected via ${refusal.via}`)
-    case "DiscoveryPending":
-      return answer(
-        503,
-        refusal.size === null
-          ? "httpproxy: discovery pending: waiting for the discovery service"
-          : `httpproxy: discovery pending: ${refusal.registered} of ${refusal.size} members registered`,
-      )
-    case "ZeroEndpoints":
-      return answer(503, "httpproxy: zero endpoints currently available")
-    case "EndpointsExhausted":
-      return answer(502, `httpproxy: unable to get response from ${refusal.tried} endpoint(s)`)
-    case "SentNotRetried":
-      return answer(
-        502,
-        `httpproxy: ${refusal.endpoint} failed after the request was sent; ${refusal.method} not retried`,
-      )
-    case "RequestTooLarge":
-      return answer(
-        413,
-        `httpproxy: request body is larger than --max-request-bytes (${refusal.limit} bytes)`,
-      )
-    case "BadRequestTarget":
-      return answer(400, `httpproxy: request target ${refusal.target} is not a path`)
-    case "Overloaded":
-      return answer(
-        503,
-        `httpproxy: too many requests in flight (limit ${refusal.limit}); try again`,
-      )
-  }
-}
+/** The gRPC answer to a refusal, for calls over HTTP/2: `grpc-status` and `grpc-message`. */
+export const grpcAnswer = (
+  refusal: ProxyRefusal,
+): { readonly code: number; readonly message: string } => ({
+  code: grpcCode[refusal._tag],
+  message: refusalMessage(refusal),
+})
 
 /** A command line or environment value that cannot start the proxy: exit 2 with one line. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly message: string }> {}

@@ -44,8 +44,16 @@ export const endToEnd = (raw: ReadonlyArray<string>, drop: ReadonlySet<string>):
   return out
 }
 
-/** The request headers sent upstream; `Host` comes from the member URL, never from the client. */
-export const requestDrop: ReadonlySet<string> = new Set(["host", "x-forwarded-for", "via"])
+/**
+ * Dropped from the request sent upstream: `Host` comes from the member URL, never from the
+ * client; `Expect: 100-continue` was answered by our own server and the body is already read.
+ */
+export const requestDrop: ReadonlySet<string> = new Set([
+  "host",
+  "x-forwarded-for",
+  "via",
+  "expect",
+])
 export const responseDrop: ReadonlySet<string> = new Set()
 
 /** A client address as it goes into `X-Forwarded-For`: IPv4-mapped IPv6 written as IPv4. */

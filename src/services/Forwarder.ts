@@ -10,6 +10,7 @@ import { Client, Pool, type Dispatcher } from "undici"
 import { ProxyConfig } from "../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
 import {
+  BadRequest,
   BadRequestTarget,
   DiscoveryPending,
   EndpointsExhausted,
@@ -61,9 +62,20 @@ interface InFlight {
 const isWatch = (method: string, target: string): boolean =>
   target.includes("wait=true") || (method === "POST" && /\/v3[a-z]*\/watch/.test(pathOf(target)))
 
-/** Whether an undici error means no connection was made, so any method may try the next endpoint. */
+/**
+ * Errors undici raises about the request itself (a header it refuses, a malformed value):
+ * the client's fault, answered 400; the endpoint stays available.
+ */
+const requestErrorCodes: ReadonlySet<string> = new Set([
+  "UND_ERR_INVALID_ARG",
+  "UND_ERR_NOT_SUPPORTED",
+  "ERR_INVALID_CHAR",
+  "ERR_INVALID_ARG_TYPE",
+  "ERR_INVALID_ARG_VALUE",
+  "ERR_HTTP_INVALID_HEADER_VALUE",
+])
 const isInvalidRequest = (error: Error & { code?: string }): boolean =>
-  error.code === "UND_ERR_INVALID_ARG" || error.code === "ERR_INVALID_CHAR"
+  error.code !== undefined && requestErrorCodes.has(error.code)
 
 const joined = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
   typeof value === "string" ? value : value?.join(", ")
@@ -328,7 +340,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
               return
             }
             if (isInvalidRequest(error)) {
-              refuse(res, new BadRequestTarget({ target: req.url ?? "" }))
+              refuse(res, new BadRequest({ reason: error.message }))
               return
             }
             members.markFailed(endpoint, errorTag(error))

@@ -9,7 +9,7 @@ import * as tls from "node:tls"
 import { Data } from "effect"
 import type { Balance } from "../domain/Config.js"
 import type { Endpoint } from "../domain/Endpoints.js"
-import { httpAnswer, type ProxyRefusal } from "../domain/Errors.js"
+import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../domain/Errors.js"
 import type { ClientTls } from "./TlsMaterial.js"
 
 /** What every HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts this way. */
@@ -89,22 +89,6 @@ export const grpcStatus = {
 } as const
 
 /** The gRPC status for each refusal: a read-only refusal is UNIMPLEMENTED, the rest say "try again". */
-export const grpcStatusOf = (refusal: ProxyRefusal): number => {
-  switch (refusal._tag) {
-    case "WriteForbidden":
-      return grpcStatus.unimplemented
-    case "Overloaded":
-      return grpcStatus.resourceExhausted
-    default:
-      return grpcStatus.unavailable
-  }
-}
-
-/** The refusal's words, the same as in its HTTP answer's JSON body. */
-export const refusalMessage = (refusal: ProxyRefusal): string =>
-  (JSON.parse(httpAnswer(refusal).body) as { readonly message: string }).message
-
-/** `grpc-message` is percent-encoded: every byte outside printable ASCII, and `%` itself. */
 export const percentEncode = (message: string): string => {
   let out = ""
   for (const byte of Buffer.from(message, "utf8")) {
@@ -145,7 +129,8 @@ export const answerRefusal = (
   refusal: ProxyRefusal,
 ): void => {
   if (grpc) {
-    answerGrpc(stream, grpcStatusOf(refusal), refusalMessage(refusal))
+    const { code, message } = grpcAnswer(refusal)
+    answerGrpc(stream, code, message)
     return
   }
   if (stream.destroyed || stream.closed) return

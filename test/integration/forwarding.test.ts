@@ -1,11 +1,15 @@
 /** Forwarding through the built CLI to a real 3-member etcd (SPEC §3.1–3.6, §4, §7, §8.1). */
+import { execFile } from "node:child_process"
 import { createServer } from "node:http"
+import { promisify } from "node:util"
 import type { AddressInfo } from "node:net"
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { b64, call, form, json, rawExchange } from "../support/http.js"
 import { runCli, startProxy, tempDir } from "../support/proxy.js"
+
+const execFileAsync = promisify(execFile)
 
 layer(EtcdCluster.layer({ size: 3 }), { timeout: 60_000, excludeTestServices: true })(
   "forwarding to a real cluster",
@@ -48,6 +52,35 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 60_000, excludeTestServices: tr
         expect(Number(deleted.headers["x-etcd-index"])).toBeGreaterThan(putIndex)
         const gone = yield* call(`${cluster.members[1]!.clientUrl}/v2/keys/fwd/a`)
         expect(gone.status).toBe(404)
+      }),
+    )
+
+    it.scoped("curl with Expect: 100-continue and a 64 KiB value, as etcd users send it", () =>
+      Effect.gen(function* () {
+        const cluster = yield* EtcdCluster
+        const proxy = yield* proxyFor()
+        const value = "v".repeat(64 * 1024)
+        const out = yield* Effect.promise(() =>
+          execFileAsync("curl", [
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-X",
+            "PUT",
+            "-H",
+            "Expect: 100-continue",
+            `${proxy.url}/v2/keys/curl/big`,
+            "--data-urlencode",
+            `value=${value}`,
+          ]),
+        )
+        expect(out.stdout).toBe("201")
+        const stored = json(yield* call(`${cluster.members[2]!.clientUrl}/v2/keys/curl/big`)) as {
+          node: { value: string }
+        }
+        expect(stored.node.value).toBe(value)
       }),
     )
 

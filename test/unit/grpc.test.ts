@@ -3,19 +3,14 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   DiscoveryPending,
   EndpointsExhausted,
+  grpcAnswer,
   LoopDetected,
   Overloaded,
   WriteForbidden,
   ZeroEndpoints,
+  type ProxyRefusal,
 } from "../../src/domain/Errors.js"
-import {
-  firstIndex,
-  grpcStatusOf,
-  http2Preface,
-  percentEncode,
-  refusalMessage,
-  sniffPreface,
-} from "../../src/services/Http2.js"
+import { firstIndex, http2Preface, percentEncode, sniffPreface } from "../../src/services/Http2.js"
 import {
   classifyGrpc,
   classifyHttp2,
@@ -217,6 +212,9 @@ describe("sniffPreface", () => {
     expect(sniffPreface(bytes("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\r"))).toBe("http/1.1")
   })
 })
+
+const grpcStatusOf = (refusal: ProxyRefusal): number => grpcAnswer(refusal).code
+const refusalMessage = (refusal: ProxyRefusal): string => grpcAnswer(refusal).message
 
 describe("gRPC answers the proxy makes", () => {
   it("a read-only refusal is UNIMPLEMENTED with the HTTP refusal's words", () => {
