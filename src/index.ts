@@ -1,10 +1,13 @@
 /** The public API for Effect programs that embed the proxy. */
 export * from "./domain/Config.js"
+export * from "./domain/Discovery.js"
 export * from "./domain/Endpoints.js"
 export * from "./domain/Errors.js"
 export * from "./domain/Member.js"
 export { DataDir } from "./services/DataDir.js"
 export { Discovery, type DiscoveryShape, type DiscoveryStatus } from "./services/Discovery.js"
+export { DiscoveryHttp } from "./services/DiscoveryHttp.js"
+export { SrvResolver } from "./services/SrvResolver.js"
 export { Forwarder } from "./services/Forwarder.js"
 export { Listeners } from "./services/Listeners.js"
 export { MemberClient, MemberFetchError } from "./services/MemberClient.js"

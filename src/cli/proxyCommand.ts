@@ -68,7 +68,13 @@ export const resolveProxyConfig = (
   })
 
 export const proxyHelp = helpText(
-  "etcd-proxy [flags] | etcd-proxy promote ... | etcd-proxy join ...",
+  [
+    "etcd-proxy [flags]",
+    "       etcd-proxy promote --endpoints URL[,URL] --name NAME --peer-urls URL[,URL] --data-dir DIR [--listen-client-urls URL] [--advertise-client-urls URL] [--exec] [--etcd-bin PATH]",
+    "           make this proxy's machine an etcd member (stop the proxy first); --help for details",
+    "       etcd-proxy join --discovery URL [--discovery-fallback proxy|exit] [--etcd-bin PATH] [--proxy-* flags] [etcd member flags...]",
+    "           start etcd as a member through discovery; a proxy when the cluster is full",
+  ].join("\n"),
   summary,
   proxyFlags,
 )

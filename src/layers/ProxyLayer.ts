@@ -2,9 +2,11 @@
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import { ProxyConfig, type ProxyConfigShape } from "../domain/Config.js"
+import type { DiscoveryError, SrvLookupError } from "../domain/Discovery.js"
 import { UsageError } from "../domain/Errors.js"
 import { DataDir } from "../services/DataDir.js"
 import { Discovery } from "../services/Discovery.js"
+import { DiscoveryHttp } from "../services/DiscoveryHttp.js"
 import { Forwarder } from "../services/Forwarder.js"
 import { Listeners } from "../services/Listeners.js"
 import { MemberClient } from "../services/MemberClient.js"
@@ -12,24 +14,39 @@ import { MemberList } from "../services/MemberList.js"
 import { Metrics } from "../services/Metrics.js"
 import { ModeGuard } from "../services/ModeGuard.js"
 import { Shuffler } from "../services/Shuffler.js"
+import { SrvResolver } from "../services/SrvResolver.js"
 import { TlsMaterial } from "../services/TlsMaterial.js"
 
 /** The discovery implementations that need a network protocol: discovery URL and DNS SRV. */
-const networkDiscovery: Layer.Layer<Discovery, UsageError, ProxyConfig> = Layer.unwrapEffect(
-  Effect.map(ProxyConfig, (config) => {
-    switch (config.cluster._tag) {
-      case "SavedOnly":
-        return Layer.fail(
-          new UsageError({
-            message: `no cluster source: set one of --initial-cluster, --discovery or --discovery-srv (no saved cluster file in ${config.dataDir}/proxy)`,
-          }),
-        )
-      default:
-        return Layer.fail(
-          new UsageError({ message: `${config.cluster._tag} is not available in this build` }),
-        )
-    }
-  }),
+const networkDiscovery: Layer.Layer<
+  Discovery,
+  UsageError | DiscoveryError | SrvLookupError,
+  ProxyConfig
+> = Layer.unwrapEffect(
+  Effect.map(
+    ProxyConfig,
+    (config): Layer.Layer<Discovery, UsageError | DiscoveryError | SrvLookupError> => {
+      const cluster = config.cluster
+      switch (cluster._tag) {
+        case "DiscoveryUrl":
+          return Discovery.fromUrl(cluster.url).pipe(
+            Layer.provide(DiscoveryHttp.layer(config.discoveryProxy)),
+          )
+        case "DiscoverySrv":
+          return Discovery.fromSrv(cluster.domain, cluster.serviceName).pipe(
+            Layer.provide(SrvResolver.layer(config.discoverySrvDns)),
+          )
+        case "InitialCluster":
+          return Discovery.static(cluster.members.map((m) => m.peerUrl.href.replace(/\/$/, "")))
+        case "SavedOnly":
+          return Layer.fail(
+            new UsageError({
+              message: `no cluster source: set one of --initial-cluster, --discovery or --discovery-srv (no saved cluster file in ${config.dataDir}/proxy)`,
+            }),
+          )
+      }
+    },
+  ),
 )
 
 /** Everything below the listeners, for embedding or testing with another front. */

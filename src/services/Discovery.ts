@@ -1,7 +1,11 @@
 /** Where the proxy learns its cluster's peer URLs: a port with one implementation per source. */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, Either, Layer, Option } from "effect"
 import { ProxyConfig } from "../domain/Config.js"
+import { SrvDiscoveryFailed, type DiscoveryUrlError } from "../domain/Discovery.js"
 import { DataDir } from "./DataDir.js"
+import type { DiscoveryHttp } from "./DiscoveryHttp.js"
+import { makeUrlDiscovery } from "./DiscoveryUrl.js"
+import { SrvResolver, type SrvRecord } from "./SrvResolver.js"
 
 export type DiscoveryStatus =
   | { readonly _tag: "Complete" }
@@ -18,6 +22,25 @@ export interface DiscoveryShape {
   readonly peerUrls: Effect.Effect<ReadonlyArray<string>>
 }
 
+/** `_etcd-server-ssl[-name]._tcp.DOMAIN` (https) and `_etcd-server[-name]._tcp.DOMAIN` (http). */
+export const srvServices = (
+  domain: string,
+  serviceName: string | undefined,
+): ReadonlyArray<{ readonly name: string; readonly scheme: "https" | "http" }> => {
+  const suffix = serviceName === undefined || serviceName === "" ? "" : `-${serviceName}`
+  const zone = domain.replace(/\.$/, "")
+  return [
+    { name: `_etcd-server-ssl${suffix}._tcp.${zone}`, scheme: "https" },
+    { name: `_etcd-server${suffix}._tcp.${zone}`, scheme: "http" },
+  ]
+}
+
+/** A record's peer URL: SRV targets carry a trailing dot that URLs must not. */
+export const srvPeerUrl = (scheme: "https" | "http", record: SrvRecord): string => {
+  const host = record.name.replace(/\.$/, "")
+  return `${scheme}://${host.includes(":") ? `[${host}]` : host}:${record.port}`
+}
+
 const fixed = (source: string, peerUrls: ReadonlyArray<string>): DiscoveryShape => ({
   source,
   status: () => complete,
@@ -28,6 +51,58 @@ export class Discovery extends Context.Tag("etcd-proxy/Discovery")<Discovery, Di
   /** Peer URLs given on the command line (`--initial-cluster`). */
   static readonly static = (peerUrls: ReadonlyArray<string>): Layer.Layer<Discovery> =>
     Layer.succeed(Discovery, fixed("--initial-cluster", peerUrls))
+
+  /** The v2 discovery protocol against a discovery URL (SPEC §6.1–6.3); listens while it waits. */
+  static readonly fromUrl = (url: URL): Layer.Layer<Discovery, DiscoveryUrlError, DiscoveryHttp> =>
+    Layer.scoped(Discovery, makeUrlDiscovery(url))
+
+  /**
+   * DNS SRV records name the peers (SPEC §6.4), looked up once at start as etcd does. Plain-http
+   * records count (etcd 3.4 ignores them, its bug #11321); no record at all fails start-up.
+   */
+  static readonly fromSrv = (
+    domain: string,
+    serviceName: string | undefined,
+  ): Layer.Layer<Discovery, SrvDiscoveryFailed, SrvResolver> =>
+    Layer.effect(
+      Discovery,
+      Effect.gen(function* () {
+        const resolver = yield* SrvResolver
+        const services = srvServices(domain, serviceName)
+        const answers = yield* Effect.forEach(
+          services,
+          (service) =>
+            Effect.either(resolver.resolveSrv(service.name)).pipe(
+              Effect.map((answer) => ({ service, answer })),
+            ),
+          { concurrency: "unbounded" },
+        )
+        const peers = new Set<string>()
+        for (const { service, answer } of answers) {
+          if (Either.isRight(answer)) {
+            for (const record of answer.right) peers.add(srvPeerUrl(service.scheme, record))
+          }
+        }
+        if (peers.size === 0) {
+          return yield* new SrvDiscoveryFailed({
+            domain,
+            lookups: answers.map(({ service, answer }) => ({
+              name: service.name,
+              reason: Either.isLeft(answer) ? answer.left.reason : "no records",
+            })),
+          })
+        }
+        const peerUrls = [...peers].sort()
+        yield* Effect.logInfo("found the members' peer URLs in DNS SRV records").pipe(
+          Effect.annotateLogs({
+            domain,
+            dns: resolver.server,
+            peers: peerUrls.join(","),
+          }),
+        )
+        return fixed(`--discovery-srv ${domain}`, peerUrls)
+      }),
+    )
 
   /** Peer URLs saved by an earlier run in `<data-dir>/proxy/cluster` (SPEC §7). */
   static readonly fromSavedFile = (
