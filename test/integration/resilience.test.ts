@@ -114,8 +114,9 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 120_000, excludeTestServices: t
             [...acknowledged].sort(),
           )
           expect(new Set(stored).size).toBe(stored.length)
-          // Anything else is a 502 that says the write was not retried.
-          expect(writes.every((w) => w.status === 201 || w.status === 502)).toBe(true)
+          // Anything else is unacknowledged: our 502 (not retried) or the member's own 5xx
+          // while a new leader is elected.
+          expect(writes.filter((w) => w.status !== 201 && w.status < 500)).toEqual([])
         }),
     )
   },
