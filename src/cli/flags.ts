@@ -81,7 +81,7 @@ export const proxyFlags: ReadonlyArray<FlagSpec> = [
   {
     name: "proxy-write-timeout",
     default: "5000",
-    help: "ms to hand a request to a member (0: none)",
+    help: "accepted for etcd compatibility: request bodies are buffered and written at once",
   },
   {
     name: "proxy-read-timeout",
