@@ -37,6 +37,7 @@ import { MemberList } from "./MemberList.js"
 import { Metrics, type DropReason } from "./Metrics.js"
 import { ModeGuard, pathOf } from "./ModeGuard.js"
 import { TlsMaterial } from "./TlsMaterial.js"
+import { awaitClosed } from "./drain.js"
 
 export const configPath = "/v2/config/local/proxy"
 export const metricsPath = "/metrics"
@@ -461,22 +462,10 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
     /** Graceful stop (SPEC §8.5): watches are closed, the rest may finish within `limits.drain`. */
     const drain = Effect.gen(function* () {
       for (const entry of inFlight) if (entry.watch) entry.res.destroy()
-      const drained = Effect.async<void>((resume) => {
-        let done = false
-        const check = () => {
-          if (done || inFlight.size > 0) return
-          done = true
-          resume(Effect.void)
-        }
-        for (const entry of inFlight) entry.res.once("close", check)
-        check()
-      })
       yield* Effect.logInfo("draining requests").pipe(
         Effect.annotateLogs({ inFlight: inFlight.size }),
       )
-      // Shutdown runs in a finalizer, which is uninterruptible: the wait must opt back in for
-      // its time bound to fire.
-      yield* Effect.interruptible(drained).pipe(Effect.timeout(limits.drain), Effect.ignore)
+      yield* awaitClosed(inFlight, (entry) => entry.res, limits.drain)
     })
 
     yield* Effect.addFinalizer(() =>

@@ -32,6 +32,7 @@ import { MemberList } from "./MemberList.js"
 import { Metrics } from "./Metrics.js"
 import { isGrpcCall, ModeGuard, pathOf } from "./ModeGuard.js"
 import { TlsMaterial } from "./TlsMaterial.js"
+import { awaitClosed } from "./drain.js"
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM
@@ -368,17 +369,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     const drain = Effect.gen(function* () {
       for (const session of sessions) session.close()
       for (const call of calls) if (call.watch) failCall(call, "httpproxy: proxy shutting down")
-      const finished = Effect.async<void>((resume) => {
-        let resumed = false
-        const check = () => {
-          if (resumed || calls.size > 0) return
-          resumed = true
-          resume(Effect.void)
-        }
-        for (const call of calls) call.stream.once("close", check)
-        check()
-      })
-      yield* finished.pipe(Effect.timeout(limits.drain), Effect.ignore)
+      yield* awaitClosed(calls, (call) => call.stream, limits.drain)
     })
 
     yield* Effect.addFinalizer(() => Effect.sync(closeAll))

@@ -153,10 +153,7 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
           server.close()
           server.closeIdleConnections()
         }
-        // Finalizers run uninterruptibly, where the drains' own time bounds could never fire.
-        yield* Effect.interruptible(
-          Effect.all([forwarder.drain, http2.drain], { concurrency: "unbounded" }),
-        )
+        yield* Effect.all([forwarder.drain, http2.drain], { concurrency: "unbounded" })
         for (const server of servers) server.closeAllConnections()
         http2.closeAll()
       }),
