@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 /** The `etcd-proxy` executable: the only place that runs an Effect program. */
-import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Option } from "effect"
-import { runJoin } from "./join.js"
-import { runProxy } from "./proxyCommand.js"
-import { runPromote } from "./promote.js"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import { PlatformLive } from "../layers/Platform.js"
 
 /**
  * Usage errors exit 2 (like every bad flag, @effect/cli's included), start-up failures 1 (or the
@@ -24,12 +26,29 @@ const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
 }
 
 const argv = process.argv.slice(2)
-const program: Effect.Effect<void, unknown, NodeContext.NodeContext> =
-  argv[0] === "promote"
-    ? runPromote(argv.slice(1))
-    : argv[0] === "join"
-      ? runJoin(argv.slice(1), process.env)
-      : runProxy(argv, process.env)
+
+/** Each command loads only its own modules: the proxy never pays for @effect/cli's. */
+const program: Effect.Effect<void, unknown> = Effect.flatten(
+  Effect.promise(async (): Promise<Effect.Effect<void, unknown>> => {
+    switch (argv[0]) {
+      case "promote": {
+        const [{ runPromote }, NodeContext] = await Promise.all([
+          import("./promote.js"),
+          import("@effect/platform-node/NodeContext"),
+        ])
+        return Effect.provide(runPromote(argv.slice(1)), NodeContext.layer)
+      }
+      case "join": {
+        const { runJoin } = await import("./join.js")
+        return Effect.provide(runJoin(argv.slice(1), process.env), PlatformLive)
+      }
+      default: {
+        const { runProxy } = await import("./proxyCommand.js")
+        return Effect.provide(runProxy(argv, process.env), PlatformLive)
+      }
+    }
+  }),
+)
 
 program.pipe(
   Effect.tapErrorCause((cause) => {
@@ -42,7 +61,6 @@ program.pipe(
     }
     return Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(Cause.pretty(cause))
   }),
-  Effect.provide(NodeContext.layer),
   NodeRuntime.runMain({
     disableErrorReporting: true,
     disablePrettyLogger: true,

@@ -1,5 +1,6 @@
 /** The proxy's flags: etcd's names, `ETCD_*` variables, YAML config files, and `--help`. */
-import { Duration, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
 import { parse as parseYaml } from "yaml"
 import {
   makeProxyConfig,

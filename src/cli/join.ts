@@ -1,6 +1,10 @@
 /** `etcd-proxy join` (SPEC §10): an etcd member through discovery, or a proxy when the cluster is full. */
-import { FileSystem, Path } from "@effect/platform"
-import { Console, Effect, Either, Option } from "effect"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import { parseChoice } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import { JoinFailed } from "../domain/Lifecycle.js"

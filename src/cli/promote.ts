@@ -1,7 +1,13 @@
 /** `etcd-proxy promote` (SPEC §9): the guide's four steps from proxy to member, each idempotent. */
-import { Command, Options } from "@effect/cli"
-import { FileSystem, Path } from "@effect/platform"
-import { Config, Console, Effect, Either, Option } from "effect"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as Config from "effect/Config"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import { parseUrlList } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import {

@@ -1,6 +1,9 @@
 /** `etcd-proxy [flags]`: flags, `ETCD_*` or a config file, into a running proxy. */
-import { FileSystem } from "@effect/platform"
-import { Console, Effect, Either, Layer } from "effect"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
 import type { ProxyConfigShape } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import { LoggingLive } from "../layers/Logging.js"

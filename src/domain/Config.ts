@@ -1,5 +1,7 @@
 /** The validated proxy configuration, and the pure parsers that turn flag values into it. */
-import { Context, Duration, Either } from "effect"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
 import { UsageError } from "./Errors.js"
 
 export type ProxyMode = "readwrite" | "readonly"

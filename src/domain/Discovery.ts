@@ -1,5 +1,10 @@
 /** The v2 discovery protocol's data (SPEC §6): answers, member registrations, backoff, and typed errors. */
-import { Data, Duration, Either, ParseResult, Schedule, Schema } from "effect"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
 
 // ---------------------------------------------------------------------------
 // Errors, worded for an operator. A discovery URL error names the token; an SRV error the records.

@@ -1,5 +1,6 @@
 /** Typed failures of the proxy, and the one place that maps each to its HTTP answer. */
-import { Data, Schema } from "effect"
+import * as Data from "effect/Data"
+import * as Schema from "effect/Schema"
 
 /** A read-only proxy refused a request that could change cluster state (SPEC §4). */
 export class WriteForbidden extends Schema.TaggedError<WriteForbidden>()("WriteForbidden", {

@@ -1,5 +1,8 @@
 /** Moving a machine between proxy and member (SPEC §9, §10): member answers, etcdctl's output, errors. */
-import { Data, Either, ParseResult, Schema } from "effect"
+import * as Data from "effect/Data"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 /** A `promote` step failed; the message says what happened and what is left to do. Exit 1. */
 export class PromoteFailed extends Data.TaggedError("PromoteFailed")<{

@@ -1,5 +1,7 @@
 /** A cluster member as a peer's `GET /members` reports it, and the saved cluster file's format. */
-import { Either, ParseResult, Schema } from "effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
 
 /** Member ids are uint64: carried as decimal strings, never as JS numbers. */
 export const MemberId = Schema.String.pipe(Schema.pattern(/^\d+$/), Schema.brand("MemberId"))

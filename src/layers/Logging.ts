@@ -1,5 +1,7 @@
 /** Logs (SPEC §8.4): logfmt or JSON lines on stderr through Effect's logger, at the chosen level. */
-import { Layer, Logger, LogLevel } from "effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as LogLevel from "effect/LogLevel"
 import type { LogFormat, LogLevelName } from "../domain/Config.js"
 
 const levels: Record<LogLevelName, LogLevel.LogLevel> = {

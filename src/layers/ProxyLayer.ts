@@ -1,6 +1,6 @@
 /** Wires the services into a running proxy: the one layer the CLI launches and embedders compose. */
-import { NodeContext } from "@effect/platform-node"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { ProxyConfig, type ProxyConfigShape } from "../domain/Config.js"
 import type { DiscoveryError, SrvLookupError } from "../domain/Discovery.js"
 import { UsageError } from "../domain/Errors.js"
@@ -14,6 +14,7 @@ import { MemberList } from "../services/MemberList.js"
 import { Metrics } from "../services/Metrics.js"
 import { ModeGuard } from "../services/ModeGuard.js"
 import { Shuffler } from "../services/Shuffler.js"
+import { PlatformLive } from "./Platform.js"
 import { SrvResolver } from "../services/SrvResolver.js"
 import { TlsMaterial } from "../services/TlsMaterial.js"
 
@@ -52,7 +53,7 @@ const networkDiscovery: Layer.Layer<
 /** Everything below the listeners, for embedding or testing with another front. */
 export const MembersLive = (config: ProxyConfigShape) => {
   const configLayer = Layer.succeed(ProxyConfig, config)
-  const dataDir = DataDir.Default.pipe(Layer.provide(NodeContext.layer))
+  const dataDir = DataDir.Default.pipe(Layer.provide(PlatformLive))
   const discovery = Discovery.fromConfig(networkDiscovery).pipe(Layer.provide(dataDir))
   const tls = TlsMaterial.Default
   const memberList = MemberList.Default.pipe(

@@ -1,7 +1,9 @@
 /** The proxy's state on disk (SPEC §7): `<data-dir>/proxy/cluster`, its lock, and the member guard. */
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
-import { Effect, Option } from "effect"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { ProxyConfig } from "../domain/Config.js"
 import { StartupError } from "../domain/Errors.js"
 import { decodeClusterFile, encodeClusterFile } from "../domain/Member.js"

@@ -1,5 +1,9 @@
 /** Where the proxy learns its cluster's peer URLs: a port with one implementation per source. */
-import { Context, Effect, Either, Layer, Option } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import { ProxyConfig } from "../domain/Config.js"
 import { SrvDiscoveryFailed, type DiscoveryUrlError } from "../domain/Discovery.js"
 import { DataDir } from "./DataDir.js"

@@ -1,5 +1,7 @@
 /** HTTP towards the discovery service (SPEC §6.1, §6.5): plain GETs, optionally through `--discovery-proxy`. */
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Agent, ProxyAgent, type Dispatcher } from "undici"
 import { DiscoveryUnreachable } from "../domain/Discovery.js"
 

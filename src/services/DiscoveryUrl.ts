@@ -1,16 +1,14 @@
 /** The v2 discovery protocol as a reader (SPEC §6.1–6.3): the proxy waits for the token, never registers. */
-import {
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Fiber,
-  Option,
-  Schedule,
-  ScheduleDecision,
-  type Scope,
-} from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as ScheduleDecision from "effect/ScheduleDecision"
+import type * as Scope from "effect/Scope"
 import {
   backoffDelay,
   decodeKeysAnswer,

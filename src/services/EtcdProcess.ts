@@ -2,7 +2,11 @@
 import { spawn } from "node:child_process"
 import { accessSync, constants, statSync } from "node:fs"
 import { delimiter, isAbsolute, join } from "node:path"
-import { Data, Deferred, Effect, Option, type Scope } from "effect"
+import * as Data from "effect/Data"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 
 /** No etcd to run: says how to get one. */
 export class EtcdNotFound extends Data.TaggedError("EtcdNotFound")<{ readonly looked: string }> {

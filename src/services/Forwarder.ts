@@ -5,7 +5,9 @@
  */
 import { randomBytes } from "node:crypto"
 import * as http from "node:http"
-import { Duration, Effect, Runtime } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
 import { Client, Pool, type Dispatcher } from "undici"
 import { ProxyConfig } from "../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"

@@ -6,7 +6,8 @@
  */
 import * as http2 from "node:http2"
 import type * as net from "node:net"
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { ProxyConfig } from "../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
 import {

@@ -6,7 +6,7 @@
 import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
-import { Data } from "effect"
+import * as Data from "effect/Data"
 import type { Balance } from "../domain/Config.js"
 import type { Endpoint } from "../domain/Endpoints.js"
 import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../domain/Errors.js"

@@ -1,5 +1,7 @@
 /** Cluster membership through a member's client URL (SPEC §9.2): v3 JSON gateway, else the v2 members API. */
-import { Data, Effect, Either } from "effect"
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import { Agent } from "undici"
 import {
   decodeV2MemberAdd,

@@ -1,6 +1,8 @@
 /** How the proxy talks to members outside the request path: `/members`, `/health`, host look-ups. */
 import { lookup } from "node:dns/promises"
-import { Data, Duration, Effect } from "effect"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 import { Agent } from "undici"
 import { ProxyConfig } from "../domain/Config.js"
 import { decodeMembers, isClusterId, type Member } from "../domain/Member.js"

@@ -1,5 +1,5 @@
 /** Prometheus metrics (SPEC §8.2): etcd's proxy metrics by name and label, plus our own. */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client"
 
 export type DropReason = "zero_endpoints" | "failed_sending_request" | "failed_getting_response"

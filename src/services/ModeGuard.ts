@@ -1,5 +1,5 @@
 /** Decides which requests a read-only proxy may forward (SPEC §4), as one pure function. */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { ProxyConfig, type ProxyMode } from "../domain/Config.js"
 import { WriteForbidden } from "../domain/Errors.js"
 

@@ -1,5 +1,7 @@
 /** Reshuffles the endpoint order on its own schedule (SPEC §5.4), so proxies spread their load. */
-import { Duration, Effect, Schedule } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Schedule from "effect/Schedule"
 import { ProxyConfig } from "../domain/Config.js"
 import { MemberList, shuffled } from "./MemberList.js"
 

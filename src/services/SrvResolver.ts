@@ -1,7 +1,9 @@
 /** DNS SRV look-ups (SPEC §6.4): Node's resolver, asking the system's servers or `--discovery-srv-dns`. */
 import { lookup, Resolver } from "node:dns/promises"
 import { isIP, isIPv6 } from "node:net"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { SrvLookupError } from "../domain/Discovery.js"
 
 export interface SrvRecord {

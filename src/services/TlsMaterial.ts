@@ -2,7 +2,7 @@
 import { X509Certificate } from "node:crypto"
 import { readFileSync } from "node:fs"
 import { createSecureContext } from "node:tls"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { ProxyConfig } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 

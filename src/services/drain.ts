@@ -1,6 +1,7 @@
 /** Shutdown's bounded wait for in-flight work (SPEC §8.5), shared by the HTTP/1 and HTTP/2 paths. */
 import type { EventEmitter } from "node:events"
-import { Duration, Effect } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
 
 /**
  * Succeeds once `live` is empty, each item reporting through its emitter's `close` event, or

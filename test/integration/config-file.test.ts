@@ -2,7 +2,7 @@
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { EtcdCluster } from "../support/cluster.js"
 import { call, json } from "../support/http.js"

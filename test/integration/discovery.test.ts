@@ -1,6 +1,8 @@
 /** `--discovery` against the real discovery service and real etcd members (SPEC §6.1–6.3, §6.5, §7). */
 import { expect, layer } from "@effect/vitest"
-import { Effect, Exit, Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import {
   DiscoveryServiceTag,

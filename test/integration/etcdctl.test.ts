@@ -4,7 +4,9 @@
  * real 3-member etcd 3.4, through the built CLI.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Etcd3 } from "etcd3"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { acquireCluster, EtcdCluster } from "../support/cluster.js"

@@ -1,6 +1,6 @@
 /** Member failures seen through the built CLI (SPEC §3.4, §3.5, §5.5). */
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { call, form, json } from "../support/http.js"
 import { startProxy } from "../support/proxy.js"

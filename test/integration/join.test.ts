@@ -2,7 +2,7 @@
 import { chmodSync, existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
 import { DiscoveryServiceTag } from "../support/discoveryService.js"
 import { etcdctl } from "../support/etcdctl.js"

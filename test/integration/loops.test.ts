@@ -1,6 +1,6 @@
 /** Forwarding loops (SPEC §5.6): a member advertising the proxy, and proxies in a ring. */
 import { expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { acquireCluster } from "../support/cluster.js"
 import { call, json } from "../support/http.js"

@@ -1,6 +1,6 @@
 /** `/metrics` counts what the proxy did, under etcd's names and labels (SPEC §8.2). */
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { b64, call, form } from "../support/http.js"
 import { sample } from "../support/metrics.js"

@@ -5,7 +5,9 @@
  */
 import * as http2 from "node:http2"
 import { describe, expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { Etcd3 } from "etcd3"
 import { EtcdCluster } from "../support/cluster.js"
 import { etcdctl, spawnEtcdctl } from "../support/etcdctl.js"

@@ -1,6 +1,6 @@
 /** Members that stop answering or die under load, seen through the built CLI (SPEC §3.4, §5, §12). */
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { call, json } from "../support/http.js"
 import { startProxy } from "../support/proxy.js"

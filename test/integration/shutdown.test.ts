@@ -1,7 +1,7 @@
 /** SIGTERM and SIGINT with requests open: exit 0, promptly, leaving nothing behind (SPEC §8.5). */
 import * as http from "node:http"
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { childPids } from "../support/procfs.js"
 import { startProxy } from "../support/proxy.js"

@@ -1,6 +1,6 @@
 /** `--discovery-srv` against a real DNS server (dnsmasq) on loopback and a real etcd member (SPEC §6.4). */
 import { expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { acquireCluster } from "../support/cluster.js"
 import { startDns } from "../support/dns.js"
 import { call, json } from "../support/http.js"

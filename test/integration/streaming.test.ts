@@ -1,7 +1,7 @@
 /** Watches through the built CLI: headers at once, each event as it happens, cancellation (SPEC §3.7–3.9). */
 import * as http from "node:http"
 import { expect, layer } from "@effect/vitest"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { EtcdCluster } from "../support/cluster.js"
 import { b64, call, form } from "../support/http.js"
 import { establishedTo } from "../support/procfs.js"

@@ -1,5 +1,7 @@
 /** A real etcd cluster as a scoped test layer: started on free loopback ports, always stopped. */
-import { Context, Effect, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { startCluster, type Cluster } from "../../scripts/lib/cluster.mjs"
 
 export class EtcdCluster extends Context.Tag("test/EtcdCluster")<EtcdCluster, Cluster>() {

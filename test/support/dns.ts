@@ -4,7 +4,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from "node:fs"
 import { Resolver } from "node:dns/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
 
 export interface SrvRecordSpec {

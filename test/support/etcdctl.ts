@@ -1,6 +1,6 @@
 /** The real `etcdctl` (Debian etcd-client 3.4), run as a user would, for integration tests. */
 import { execFile, spawn, spawnSync } from "node:child_process"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { stopProcess } from "../../scripts/lib/cluster.mjs"
 
 /** The etcdctl binary, or a loud error that says how to install it. */

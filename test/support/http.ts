@@ -1,6 +1,6 @@
 /** Small HTTP helpers for integration tests, as Effects. */
 import { connect } from "node:net"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { request } from "undici"
 
 export interface Answer {

@@ -1,7 +1,7 @@
 /** A small forwarding HTTP proxy (absolute-form requests and CONNECT) that records what went through it. */
 import { createServer, request, type IncomingMessage } from "node:http"
 import { connect, type Socket } from "node:net"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 export interface HttpProxy {
   readonly url: string

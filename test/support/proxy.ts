@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
 
 export const binPath = join(import.meta.dirname, "..", "..", "dist", "cli", "bin.js")

@@ -2,7 +2,7 @@
 import { execFileSync, spawnSync } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import { join } from "node:path"
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 import { tempDir } from "./proxy.js"
 
 export interface TestCerts {

@@ -1,5 +1,5 @@
 /** Polling helpers for integration tests: wait for a condition on real processes, bounded in time. */
-import { Effect } from "effect"
+import * as Effect from "effect/Effect"
 
 /**
  * Runs `probe` every `intervalMs` until `done` holds for its result; fails after `timeoutMs` with

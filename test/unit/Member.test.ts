@@ -1,6 +1,6 @@
 /** Decoding `/members` (SPEC §5.1) and the saved cluster file's format (SPEC §7). */
 import { describe, expect, it } from "@effect/vitest"
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import {
   decodeClusterFile,
   decodeMembers,

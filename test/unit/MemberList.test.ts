@@ -1,6 +1,11 @@
 /** The member list (SPEC §5) against a scripted cluster, every timer driven by TestClock. */
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Option, Ref, TestClock } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
 import type { EndpointTable } from "../../src/domain/Endpoints.js"
 import type { MemberList } from "../../src/services/MemberList.js"
 import {

@@ -1,6 +1,7 @@
 /** The read-only classification table (SPEC §4): which requests may change cluster state. */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { makeProxyConfig, ProxyConfig, type ProxyMode } from "../../src/domain/Config.js"
 import { httpAnswer, WriteForbidden } from "../../src/domain/Errors.js"
 import {

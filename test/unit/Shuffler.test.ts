@@ -1,6 +1,10 @@
 /** The endpoint order reshuffle (SPEC §5.4): its own schedule, a uniform permutation, a seedable source. */
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Random, Ref, TestClock } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Random from "effect/Random"
+import * as Ref from "effect/Ref"
+import * as TestClock from "effect/TestClock"
 import type { EndpointTable } from "../../src/domain/Endpoints.js"
 import type { MemberList } from "../../src/services/MemberList.js"
 import { shuffled } from "../../src/services/MemberList.js"

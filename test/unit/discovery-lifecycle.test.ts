@@ -1,6 +1,6 @@
 /** promote's etcdctl output and member answers, and join's argument split (SPEC §9, §10): pure parts. */
 import { describe, expect, it } from "@effect/vitest"
-import { Either } from "effect"
+import * as Either from "effect/Either"
 import { readJoinArgv } from "../../src/cli/join.js"
 import {
   decodeV2MemberList,

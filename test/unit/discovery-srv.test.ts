@@ -1,6 +1,7 @@
 /** DNS SRV discovery (SPEC §6.4) against a fake resolver: record names, URL forms, failures. */
 import { expect, it } from "@effect/vitest"
-import { Effect, Layer } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import { SrvLookupError } from "../../src/domain/Discovery.js"
 import { Discovery, srvServices } from "../../src/services/Discovery.js"
 import { SrvResolver, type SrvRecord } from "../../src/services/SrvResolver.js"

@@ -4,19 +4,17 @@
  * show on demand (an empty 200, a silent watch, minutes of unreachability, a bad size arriving).
  */
 import { expect, it } from "@effect/vitest"
-import {
-  Chunk,
-  Clock,
-  Deferred,
-  Duration,
-  Effect,
-  Either,
-  Exit,
-  Layer,
-  Option,
-  Schedule,
-  TestClock,
-} from "effect"
+import * as Chunk from "effect/Chunk"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as TestClock from "effect/TestClock"
 import {
   backoffDelay,
   decodeKeysAnswer,

@@ -1,8 +1,10 @@
 /** The command line (SPEC §2): etcd's flag spellings, `ETCD_*`, YAML config files, validation. */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { SystemError } from "@effect/platform/Error"
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Either } from "effect"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import type { ProxyConfigShape } from "../../src/domain/Config.js"
 import {
   buildConfig,

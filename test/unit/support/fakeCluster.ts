@@ -2,7 +2,12 @@
  * A scripted cluster for unit tests of MemberList and Shuffler: a fake MemberClient answering
  * from refs the test controls, a DataDir that records writes, and the real Metrics.
  */
-import { Context, Effect, Layer, Option, Ref, type Scope } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
 import { makeProxyConfig, ProxyConfig, type ProxyConfigShape } from "../../../src/domain/Config.js"
 import { Member, type MemberId } from "../../../src/domain/Member.js"
 import { DataDir } from "../../../src/services/DataDir.js"
