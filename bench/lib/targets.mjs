@@ -1,7 +1,7 @@
 // The three things under load: this proxy (dist/cli/bin.js), etcd's own Go proxy
 // (`etcd --proxy on`, same Debian package as the members) and a member directly.
 import { spawn } from "node:child_process"
-import { mkdtempSync } from "node:fs"
+import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { etcdBinary, freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
@@ -117,15 +117,22 @@ export const startGoProxy = (procs, cluster, extra = {}) =>
     ...extra,
   })
 
+/** The node flags the executable's `#!/usr/bin/env -S node ...` line gives it, as users run it. */
+export const shebangNodeArgs = (script = cliPath) => {
+  const first = readFileSync(script, "utf8").split("\n", 1)[0]
+  const match = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first)
+  return match === null ? [] : match[1].split(" ").filter((a) => a !== "")
+}
+
 /**
- * This proxy, from the build. `nodeArgs` go to node (e.g. `--cpu-prof`); `script` replaces the CLI
- * (the two-worker experiment wraps it).
+ * This proxy, from the build, with its executable's node flags. `nodeArgs` go to node too (e.g.
+ * `--cpu-prof`); `script` replaces the CLI (the two-worker experiment wraps it).
  */
 export const startOurProxy = (procs, cluster, { nodeArgs = [], script = cliPath, ...extra } = {}) =>
   startProxy(procs, {
     name: "ours",
     command: process.execPath,
-    args: [...nodeArgs, script, ...sharedFlags(cluster)],
+    args: [...shebangNodeArgs(), ...nodeArgs, script, ...sharedFlags(cluster)],
     ...extra,
   })
 
@@ -154,6 +161,7 @@ export const startOurWorkers = (procs, cluster, wanted, nodeArgs = [], workers =
     name: `ours×${workers}`,
     command: process.execPath,
     args: [
+      ...shebangNodeArgs(),
       ...nodeArgs,
       join(import.meta.dirname, "..", "two-workers.mjs"),
       ...sharedFlags(cluster),

@@ -48,6 +48,8 @@ export const metricsPath = "/metrics"
 export const limits = {
   /** Sockets per endpoint: enough for thousands of open watches, far below the fd limit. */
   connectionsPerEndpoint: 4_096,
+  /** Connections kept for the next long poll per endpoint, after a long poll got its event. */
+  idleWatchConnections: 256,
   /** Requests held at once; past it the proxy answers 503 instead of growing. */
   inFlight: 16_384,
   /** How long in-flight requests may finish on shutdown before the rest are cut. */
@@ -123,15 +125,30 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
       return pool
     }
     /**
-     * A watch gets a connection of its own, closed with it: cancelling a pooled request makes
-     * undici dial a spare socket that would then sit idle, one per watch a client left.
+     * A watch gets a connection of its own: cancelling a pooled request makes undici dial a
+     * spare socket that would then sit idle, one per watch a client left. A watch that ends
+     * normally (a long poll that got its event) hands its connection to the next watch; one a
+     * client left is destroyed with its socket.
      */
-    const ownClient = (endpoint: Endpoint): Client => new Client(endpoint.key, clientOptions)
+    const idleWatchClients = new Map<string, Array<Client>>()
+    const takeWatchClient = (endpoint: Endpoint): Client =>
+      idleWatchClients.get(endpoint.key)?.pop() ?? new Client(endpoint.key, clientOptions)
+    const keepWatchClient = (endpoint: Endpoint, client: Client): void => {
+      let idle = idleWatchClients.get(endpoint.key)
+      if (idle === undefined) {
+        idle = []
+        idleWatchClients.set(endpoint.key, idle)
+      }
+      if (idle.length < limits.idleWatchConnections && pools.has(endpoint.key)) idle.push(client)
+      else void client.close()
+    }
     members.onChange((table: EndpointTable) => {
       for (const [key, pool] of pools) {
         if (table.get(key) === undefined) {
           pools.delete(key)
           void pool.close().catch(() => pool.destroy())
+          for (const client of idleWatchClients.get(key) ?? []) void client.close()
+          idleWatchClients.delete(key)
         }
       }
     })
@@ -291,7 +308,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         headers.push("via", appendVia(priorVia, viaEntry(proxyId, endpoint.url)))
         let sent = false
         let responded = false
-        const own = watch ? ownClient(endpoint) : undefined
+        const own = watch ? takeWatchClient(endpoint) : undefined
 
         const handler: Dispatcher.DispatchHandler = {
           onConnect(abort) {
@@ -329,7 +346,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
           },
           onComplete() {
             res.end()
-            void own?.destroy()
+            if (own !== undefined) keepWatchClient(endpoint, own)
           },
           onError(error: Error & { code?: string }) {
             void own?.destroy()
@@ -471,9 +488,11 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
     })
 
     yield* Effect.addFinalizer(() =>
-      Effect.forEach(pools.values(), (pool) => Effect.promise(() => pool.destroy()), {
-        discard: true,
-      }),
+      Effect.forEach(
+        [...pools.values(), ...[...idleWatchClients.values()].flat()],
+        (dispatcher) => Effect.promise(() => dispatcher.destroy()),
+        { discard: true },
+      ),
     )
 
     return {
