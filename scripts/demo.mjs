@@ -77,8 +77,8 @@ etcd-proxy:                 ${url}
 Try:
   curl -s -X PUT ${url}/v2/keys/hello -d value=world
   curl -s ${url}/v2/keys/hello
-  curl -s ${url}/v3/kv/range -X POST -d '{"key":"aGVsbG8="}'
   ETCDCTL_API=3 etcdctl --endpoints ${url} put greeting hi
+  curl -s ${url}/v3/kv/range -X POST -d '{"key":"Z3JlZXRpbmc="}'      # "greeting", base64
   curl -s ${url}/v2/config/local/proxy
   curl -s ${url}/metrics | grep etcd_proxy
   curl -N "${url}/v2/keys/hello?wait=true"     # then change the key from another shell

@@ -56,6 +56,16 @@ export const requestDrop: ReadonlySet<string> = new Set([
 ])
 export const responseDrop: ReadonlySet<string> = new Set()
 
+/** With `--cors` the proxy answers for CORS itself: the member's own CORS headers are dropped. */
+export const corsResponseDrop: ReadonlySet<string> = new Set([
+  "access-control-allow-origin",
+  "access-control-allow-methods",
+  "access-control-allow-headers",
+  "access-control-allow-credentials",
+  "access-control-expose-headers",
+  "access-control-max-age",
+])
+
 /** A client address as it goes into `X-Forwarded-For`: IPv4-mapped IPv6 written as IPv4. */
 export const clientAddress = (remote: string | undefined): string =>
   remote === undefined ? "unknown" : remote.startsWith("::ffff:") ? remote.slice(7) : remote

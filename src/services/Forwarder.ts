@@ -31,6 +31,7 @@ import {
   endToEnd,
   loopedThrough,
   requestDrop,
+  corsResponseDrop,
   responseDrop,
   viaEntry,
 } from "../domain/Headers.js"
@@ -324,7 +325,7 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
             for (let i = 0; i < rawHeaders.length; i += 2) {
               out.push(rawHeaders[i]!.toString("latin1"), rawHeaders[i + 1]!.toString("latin1"))
             }
-            const headersOut = endToEnd(out, responseDrop)
+            const headersOut = endToEnd(out, corsOrigins.size > 0 ? corsResponseDrop : responseDrop)
             if (extraHeaders !== undefined) {
               for (const [name, value] of Object.entries(extraHeaders)) headersOut.push(name, value)
             }

@@ -236,6 +236,31 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 60_000, excludeTestServices: tr
       }),
     )
 
+    it.scoped("--cors: the proxy answers pre-flight itself and sets CORS headers once", () =>
+      Effect.gen(function* () {
+        const proxy = yield* proxyFor(["--cors", "http://app.example", "--proxy", "readonly"])
+        const preflight = yield* call(`${proxy.url}/v2/keys/c`, {
+          method: "OPTIONS",
+          headers: { origin: "http://app.example", "access-control-request-method": "PUT" },
+        })
+        expect(preflight.status).toBe(200)
+        expect(preflight.headers["access-control-allow-origin"]).toBe("http://app.example")
+        expect(preflight.headers["access-control-allow-methods"]).toContain("PUT")
+        const stranger = yield* call(`${proxy.url}/v2/keys/c`, {
+          method: "OPTIONS",
+          headers: { origin: "http://evil.example" },
+        })
+        expect(stranger.status).toBe(403)
+        expect(stranger.headers["access-control-allow-origin"]).toBeUndefined()
+        // Members answer with their own `*`; through the proxy only the configured origin shows.
+        const get = yield* call(`${proxy.url}/v2/keys/`, {
+          headers: { origin: "http://app.example" },
+        })
+        expect(get.status).toBe(200)
+        expect(get.headers["access-control-allow-origin"]).toBe("http://app.example")
+      }),
+    )
+
     it.scoped("the saved cluster file wins over a bogus --initial-cluster on restart", () =>
       Effect.gen(function* () {
         const cluster = yield* EtcdCluster
