@@ -10,7 +10,7 @@ import * as Layer from "effect/Layer"
 import { Etcd3 } from "etcd3"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { acquireCluster, EtcdCluster } from "../support/cluster.js"
-import { etcdctl, spawnEtcdctl } from "../support/etcdctl.js"
+import { etcdctl, putRetrying, spawnEtcdctl } from "../support/etcdctl.js"
 import { startProxy, type ProxyProcess } from "../support/proxy.js"
 
 class Proxy extends Context.Tag("test/ReadWriteProxy")<Proxy, ProxyProcess>() {}
@@ -312,20 +312,7 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
         yield* watch.waitFor("before")
 
         yield* Effect.promise(() => cluster.killMember(victim))
-        // A write right after the kill may meet a leader election: retried until one lands.
-        const write = (value: string) =>
-          etcdctl([
-            "--endpoints",
-            survivor,
-            "--command-timeout",
-            "3s",
-            "put",
-            "/ctl/failover",
-            value,
-          ]).pipe(
-            Effect.flatMap((r) => (r.code === 0 ? Effect.void : Effect.fail(r.stderr))),
-            Effect.retry({ times: 5 }),
-          )
+        const write = (value: string) => putRetrying(survivor, "/ctl/failover", value)
         yield* write("after-1")
         yield* write("after-2")
         yield* watch.waitFor("after-2", 15_000)

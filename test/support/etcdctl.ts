@@ -94,3 +94,13 @@ export const spawnEtcdctl = (args: ReadonlyArray<string>, options: EtcdctlOption
     }),
     (process) => Effect.promise(() => process.stop()),
   )
+
+/**
+ * `etcdctl put` straight to a member, retried while a leader election right after a member was
+ * killed makes it time out.
+ */
+export const putRetrying = (endpoint: string, key: string, value: string) =>
+  etcdctl(["--endpoints", endpoint, "--command-timeout", "3s", "put", key, value]).pipe(
+    Effect.flatMap((r) => (r.code === 0 ? Effect.void : Effect.fail(r.stderr))),
+    Effect.retry({ times: 5 }),
+  )
