@@ -13,13 +13,19 @@ const hopByHop: ReadonlySet<string> = new Set([
   "upgrade",
 ])
 
+/** Header lines as node:http gives them (strings) or undici does (latin1 Buffers). */
+type RawHeaders = ReadonlyArray<string> | ReadonlyArray<Buffer>
+
+const text = (item: string | Buffer): string =>
+  typeof item === "string" ? item : item.toString("latin1")
+
 /** The header names a `Connection` header lists, lower case. */
-const namedByConnection = (raw: ReadonlyArray<string>): ReadonlySet<string> | undefined => {
+const namedByConnection = (raw: RawHeaders): ReadonlySet<string> | undefined => {
   let named: Set<string> | undefined
   for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.length === 10 && raw[i]!.toLowerCase() === "connection") {
+    if (raw[i]!.length === 10 && text(raw[i]!).toLowerCase() === "connection") {
       named ??= new Set()
-      for (const token of raw[i + 1]!.split(",")) {
+      for (const token of text(raw[i + 1]!).split(",")) {
         const name = token.trim().toLowerCase()
         if (name !== "" && name !== "close" && name !== "keep-alive") named.add(name)
       }
@@ -29,19 +35,27 @@ const namedByConnection = (raw: ReadonlyArray<string>): ReadonlySet<string> | un
 }
 
 /**
- * Copies a flat `[name, value, ...]` header list without hop-by-hop headers and the ones
+ * Copies a flat `[name, value, ...]` header list, as strings, without hop-by-hop headers and the ones
  * `Connection` names, and without the names in `drop` (lower case).
  */
-export const endToEnd = (raw: ReadonlyArray<string>, drop: ReadonlySet<string>): Array<string> => {
+export const endToEnd = (raw: RawHeaders, drop: ReadonlySet<string>): Array<string> => {
   const named = namedByConnection(raw)
   const out: Array<string> = []
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!
+    const name = text(raw[i]!)
     const lower = name.toLowerCase()
     if (hopByHop.has(lower) || drop.has(lower) || named?.has(lower) === true) continue
-    out.push(name, raw[i + 1]!)
+    out.push(name, text(raw[i + 1]!))
   }
   return out
+}
+
+/** Whether a flat header list has a Content-Length (a sized answer, not a stream). */
+export const hasContentLength = (headers: ReadonlyArray<string>): boolean => {
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i]!.length === 14 && headers[i]!.toLowerCase() === "content-length") return true
+  }
+  return false
 }
 
 /**

@@ -29,6 +29,7 @@ import {
   appendVia,
   clientAddress,
   endToEnd,
+  hasContentLength,
   loopedThrough,
   requestDrop,
   corsResponseDrop,
@@ -321,24 +322,17 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
             if (statusCode < 200) return true
             responded = true
             metrics.handled(method, statusCode, (performance.now() - started) / 1_000)
-            const out: Array<string> = []
-            for (let i = 0; i < rawHeaders.length; i += 2) {
-              out.push(rawHeaders[i]!.toString("latin1"), rawHeaders[i + 1]!.toString("latin1"))
-            }
-            const headersOut = endToEnd(out, corsOrigins.size > 0 ? corsResponseDrop : responseDrop)
+            const headersOut = endToEnd(
+              rawHeaders,
+              corsOrigins.size > 0 ? corsResponseDrop : responseDrop,
+            )
             if (extraHeaders !== undefined) {
               for (const [name, value] of Object.entries(extraHeaders)) headersOut.push(name, value)
             }
             res.writeHead(statusCode, statusText, headersOut)
             // A streamed answer (no Content-Length: long polls, watches) gets its headers now;
             // a sized one goes out with its body in one write.
-            if (
-              !headersOut.some(
-                (h, i) => i % 2 === 0 && h.length === 14 && h.toLowerCase() === "content-length",
-              )
-            ) {
-              res.flushHeaders()
-            }
+            if (!hasContentLength(headersOut)) res.flushHeaders()
             res.on("drain", resume)
             return true
           },
