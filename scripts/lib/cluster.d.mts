@@ -35,6 +35,13 @@ export interface Cluster {
 }
 
 export function etcdBinary(): string
+export function memberFlags(member: {
+  name: string
+  dataDir: string
+  clientUrl: string
+  peerUrl: string
+  logLevel?: string
+}): Array<string>
 export function freePort(): Promise<number>
 export function waitHealthy(
   clientUrl: string,

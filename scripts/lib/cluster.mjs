@@ -20,6 +20,36 @@ export function etcdBinary() {
   return bin
 }
 
+/**
+ * The flags every test member gets: its name, data dir and URLs, the v2 API, and short raft
+ * timings so that elections after a member is killed take well under a second.
+ */
+export function memberFlags({ name, dataDir, clientUrl, peerUrl, logLevel = "error" }) {
+  return [
+    "--name",
+    name,
+    "--data-dir",
+    dataDir,
+    "--listen-client-urls",
+    clientUrl,
+    "--advertise-client-urls",
+    clientUrl,
+    "--listen-peer-urls",
+    peerUrl,
+    "--initial-advertise-peer-urls",
+    peerUrl,
+    "--enable-v2=true",
+    "--heartbeat-interval",
+    "50",
+    "--election-timeout",
+    "500",
+    "--logger",
+    "zap",
+    "--log-level",
+    logLevel,
+  ]
+}
+
 /** A free TCP port on 127.0.0.1 (the kernel picks it; we close it again at once). */
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -167,33 +197,13 @@ export async function startCluster({
 
   const argsOf = (member, i) => {
     const base = [
-      "--name",
-      member.name,
-      "--data-dir",
-      member.dataDir,
-      "--listen-client-urls",
-      member.clientUrl,
-      "--advertise-client-urls",
-      member.clientUrl,
-      "--listen-peer-urls",
-      member.peerUrl,
-      "--initial-advertise-peer-urls",
-      member.peerUrl,
+      ...memberFlags({ ...member, logLevel: quiet ? "error" : "info" }),
       "--initial-cluster",
       initialCluster,
       "--initial-cluster-state",
       "new",
       "--initial-cluster-token",
       token,
-      "--enable-v2=true",
-      "--heartbeat-interval",
-      "50",
-      "--election-timeout",
-      "500",
-      "--logger",
-      "zap",
-      "--log-level",
-      quiet ? "error" : "info",
       ...tlsArgs(tls),
     ]
     return [...base, ...memberArgs(i, member)]

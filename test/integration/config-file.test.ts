@@ -92,13 +92,12 @@ data-dir: ${dataDir}
       () =>
         Effect.gen(function* () {
           const cluster = yield* EtcdCluster
-          const config = yield* configFile(
-            (port, dataDir) => `proxy: readonly
+          const readonlyYaml = (port: number, dataDir: string) => `proxy: readonly
 listen-client-urls: http://127.0.0.1:${port}
 initial-cluster: ${cluster.initialCluster}
 data-dir: ${dataDir}
-`,
-          )
+`
+          const config = yield* configFile(readonlyYaml)
           const proxy = yield* startProxy({
             port: config.port,
             defaults: false,
@@ -110,13 +109,7 @@ data-dir: ${dataDir}
           expect(proxy.output()).toContain("--config-file is set: ignoring --proxy/ETCD_PROXY")
           expect(proxy.output()).toContain("--proxy-refresh-interval/ETCD_PROXY_REFRESH_INTERVAL")
 
-          const second = yield* configFile(
-            (port, dataDir) => `proxy: readonly
-listen-client-urls: http://127.0.0.1:${port}
-initial-cluster: ${cluster.initialCluster}
-data-dir: ${dataDir}
-`,
-          )
+          const second = yield* configFile(readonlyYaml)
           const fromEnv = yield* startProxy({
             port: second.port,
             defaults: false,

@@ -10,6 +10,7 @@ import * as Layer from "effect/Layer"
 import { Etcd3 } from "etcd3"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { acquireCluster, EtcdCluster } from "../support/cluster.js"
+import { firstPut } from "../support/etcd3.js"
 import { etcdctl, putRetrying, spawnEtcdctl } from "../support/etcdctl.js"
 import { startProxy, type ProxyProcess } from "../support/proxy.js"
 
@@ -216,13 +217,7 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
         yield* Effect.promise(() => client.put("npm/k").value("from-npm"))
         expect(yield* Effect.promise(() => client.get("npm/k").string())).toBe("from-npm")
 
-        const watcher = yield* Effect.acquireRelease(
-          Effect.promise(() => client.watch().key("npm/watched").create()),
-          (watcher) => Effect.promise(() => watcher.cancel()),
-        )
-        const seen = new Promise<string>((resolve) =>
-          watcher.on("put", (kv) => resolve(kv.value.toString())),
-        )
+        const seen = yield* firstPut(client, "npm/watched")
         ok(
           yield* etcdctl([
             "--endpoints",

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { expect, layer } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
+import { freePort, memberFlags, stopProcess } from "../../scripts/lib/cluster.mjs"
 import { DiscoveryServiceTag } from "../support/discoveryService.js"
 import { etcdctl } from "../support/etcdctl.js"
 import { call } from "../support/http.js"
@@ -35,27 +35,7 @@ const startJoin = (
             "join",
             "--discovery",
             token,
-            "--name",
-            name,
-            "--data-dir",
-            dataDir,
-            "--listen-client-urls",
-            clientUrl,
-            "--advertise-client-urls",
-            clientUrl,
-            "--listen-peer-urls",
-            peerUrl,
-            "--initial-advertise-peer-urls",
-            peerUrl,
-            "--enable-v2=true",
-            "--heartbeat-interval",
-            "50",
-            "--election-timeout",
-            "500",
-            "--logger",
-            "zap",
-            "--log-level",
-            "warn",
+            ...memberFlags({ name, dataDir, clientUrl, peerUrl, logLevel: "warn" }),
             "--proxy-refresh-interval",
             "1000",
             ...extra,

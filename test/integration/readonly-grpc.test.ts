@@ -10,6 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Etcd3 } from "etcd3"
 import { EtcdCluster } from "../support/cluster.js"
+import { firstPut } from "../support/etcd3.js"
 import { etcdctl, putRetrying, spawnEtcdctl } from "../support/etcdctl.js"
 import { startProxy, type ProxyProcess } from "../support/proxy.js"
 
@@ -289,13 +290,7 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
           "read-only proxy refuses gRPC /etcdserverpb.KV/Put",
         )
 
-        const watcher = yield* Effect.acquireRelease(
-          Effect.promise(() => client.watch().key("/ro/npm-watched").create()),
-          (watcher) => Effect.promise(() => watcher.cancel()),
-        )
-        const seen = new Promise<string>((resolve) =>
-          watcher.on("put", (kv) => resolve(kv.value.toString())),
-        )
+        const seen = yield* firstPut(client, "/ro/npm-watched")
         ok(
           yield* etcdctl([
             "--endpoints",

@@ -64,6 +64,16 @@ const proxyWith = (args: ReadonlyArray<string>, https: boolean) =>
   })
 
 /** The server pair, our CA for members, and the peer settings: a full §8.3 configuration. */
+/** etcdctl's flags for trusting the test CA and presenting the known client certificate. */
+const withClientCert = (c: TestCerts) => [
+  "--cacert",
+  c.ca,
+  "--cert",
+  c.clientCert,
+  "--key",
+  c.clientKey,
+]
+
 const fullTls = (c: TestCerts) => [
   "--cert-file",
   c.cert,
@@ -111,16 +121,7 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
         expect(status[0]!.Endpoint).toBe(proxy.httpsUrl)
         expect(status[0]!.Status.version).toBe("3.4.23")
 
-        const direct = [
-          "--endpoints",
-          cluster.members[1]!.clientUrl,
-          "--cacert",
-          c.ca,
-          "--cert",
-          c.clientCert,
-          "--key",
-          c.clientKey,
-        ]
+        const direct = ["--endpoints", cluster.members[1]!.clientUrl, ...withClientCert(c)]
         expect(ok(yield* etcdctl([...direct, "get", "/tls/a", "--print-value-only"]))).toBe(
           "secret\n",
         )
@@ -188,16 +189,7 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
         ])
         expect(stranger.code).not.toBe(0)
 
-        const known = [
-          "--endpoints",
-          proxy.httpsUrl,
-          "--cacert",
-          c.ca,
-          "--cert",
-          c.clientCert,
-          "--key",
-          c.clientKey,
-        ]
+        const known = ["--endpoints", proxy.httpsUrl, ...withClientCert(c)]
         expect(ok(yield* etcdctl([...known, "get", "/tls/a", "--print-value-only"]))).toBe(
           "secret\n",
         )
