@@ -4,28 +4,30 @@ export * from "./domain/Discovery.js"
 export * from "./domain/Endpoints.js"
 export * from "./domain/Errors.js"
 export * from "./domain/Member.js"
-export { DataDir } from "./services/DataDir.js"
-export { Discovery, type DiscoveryShape, type DiscoveryStatus } from "./services/Discovery.js"
-export { DiscoveryHttp } from "./services/DiscoveryHttp.js"
-export { SrvResolver } from "./services/SrvResolver.js"
-export { Forwarder } from "./services/Forwarder.js"
-export { Listeners } from "./services/Listeners.js"
-export { MemberClient, MemberFetchError } from "./services/MemberClient.js"
-export { MemberList } from "./services/MemberList.js"
-export { Metrics } from "./services/Metrics.js"
+export { DataDir } from "./services/cluster/DataDir.js"
 export {
-  classifyGrpc,
-  classifyHttp,
-  classifyHttp2,
-  guardGrpc,
-  guardHttp,
-  guardHttp2,
-  isGrpcCall,
-  ModeGuard,
-} from "./services/ModeGuard.js"
-export { GrpcReadOnly } from "./services/GrpcReadOnly.js"
-export { Http2Relay } from "./services/Http2Relay.js"
-export { Shuffler } from "./services/Shuffler.js"
+  Discovery,
+  type DiscoveryShape,
+  type DiscoveryStatus,
+} from "./services/cluster/Discovery.js"
+export { DiscoveryHttp } from "./services/cluster/DiscoveryHttp.js"
+export { SrvResolver } from "./services/cluster/SrvResolver.js"
+export { Forwarder } from "./services/request/Forwarder.js"
+export { Listeners } from "./services/request/Listeners.js"
+export { MemberClient, MemberFetchError } from "./services/cluster/MemberClient.js"
+export { MemberList } from "./services/cluster/MemberList.js"
+export { Metrics } from "./services/Metrics.js"
+export * from "./domain/Admission.js"
+export * from "./domain/Limits.js"
+export * from "./domain/Mode.js"
+export * from "./domain/Status.js"
+export { ModeGuard } from "./services/request/ModeGuard.js"
+export { OwnEndpoints } from "./services/request/OwnEndpoints.js"
+export { ProxyIdentity } from "./services/request/ProxyIdentity.js"
+export { RequestGate } from "./services/request/RequestGate.js"
+export { GrpcReadOnly } from "./services/request/GrpcReadOnly.js"
+export { Http2Relay } from "./services/request/Http2Relay.js"
+export { Shuffler } from "./services/cluster/Shuffler.js"
 export { TlsMaterial } from "./services/TlsMaterial.js"
 export { LoggingLive } from "./layers/Logging.js"
 export { MembersLive, ProxyLive } from "./layers/ProxyLayer.js"

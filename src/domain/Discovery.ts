@@ -1,10 +1,27 @@
 /** The v2 discovery protocol's data (SPEC §6): answers, member registrations, backoff, and typed errors. */
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
+import type * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+
+/** Where discovery stands; read synchronously by every request while it is pending. */
+export type DiscoveryStatus =
+  | { readonly _tag: "Complete" }
+  | { readonly _tag: "Pending"; readonly registered: number; readonly size: number | null }
+
+export const complete: DiscoveryStatus = { _tag: "Complete" }
+
+export interface DiscoveryShape {
+  /** Names the source in logs, e.g. `--initial-cluster`. */
+  readonly source: string
+  /** Read synchronously by the hot path: while pending, requests get 503 `DiscoveryPending`. */
+  readonly status: () => DiscoveryStatus
+  /** The peer URLs; waits until discovery is complete. */
+  readonly peerUrls: Effect.Effect<ReadonlyArray<string>>
+}
 
 // ---------------------------------------------------------------------------
 // Errors, worded for an operator. A discovery URL error names the token; an SRV error the records.

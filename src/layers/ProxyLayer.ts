@@ -4,18 +4,21 @@ import * as Layer from "effect/Layer"
 import { ProxyConfig, type ProxyConfigShape } from "../domain/Config.js"
 import type { DiscoveryError, SrvLookupError } from "../domain/Discovery.js"
 import { UsageError } from "../domain/Errors.js"
-import { DataDir } from "../services/DataDir.js"
-import { Discovery } from "../services/Discovery.js"
-import { DiscoveryHttp } from "../services/DiscoveryHttp.js"
-import { Forwarder } from "../services/Forwarder.js"
-import { Listeners } from "../services/Listeners.js"
-import { MemberClient } from "../services/MemberClient.js"
-import { MemberList } from "../services/MemberList.js"
+import { DataDir } from "../services/cluster/DataDir.js"
+import { Discovery } from "../services/cluster/Discovery.js"
+import { DiscoveryHttp } from "../services/cluster/DiscoveryHttp.js"
+import { Forwarder } from "../services/request/Forwarder.js"
+import { Listeners } from "../services/request/Listeners.js"
+import { MemberClient } from "../services/cluster/MemberClient.js"
+import { MemberList } from "../services/cluster/MemberList.js"
 import { Metrics } from "../services/Metrics.js"
-import { ModeGuard } from "../services/ModeGuard.js"
-import { Shuffler } from "../services/Shuffler.js"
+import { ModeGuard } from "../services/request/ModeGuard.js"
+import { OwnEndpoints } from "../services/request/OwnEndpoints.js"
+import { ProxyIdentity } from "../services/request/ProxyIdentity.js"
+import { RequestGate } from "../services/request/RequestGate.js"
+import { Shuffler } from "../services/cluster/Shuffler.js"
 import { PlatformLive } from "./Platform.js"
-import { SrvResolver } from "../services/SrvResolver.js"
+import { SrvResolver } from "../services/cluster/SrvResolver.js"
 import { TlsMaterial } from "../services/TlsMaterial.js"
 
 /** The discovery implementations that need a network protocol: discovery URL and DNS SRV. */
@@ -66,9 +69,15 @@ export const MembersLive = (config: ProxyConfigShape) => {
   )
 }
 
+/** The request path's shared parts: identity, admission, and the proxy's own answers. */
+const RequestPathLive = Layer.mergeAll(RequestGate.Default, OwnEndpoints.Default).pipe(
+  Layer.provideMerge(ProxyIdentity.Default),
+)
+
 /** The whole proxy: member list, shuffler and listeners. */
 export const ProxyLive = (config: ProxyConfigShape) =>
   Layer.merge(Listeners.Default, Shuffler.Default).pipe(
     Layer.provideMerge(Forwarder.Default),
+    Layer.provideMerge(RequestPathLive),
     Layer.provideMerge(MembersLive(config)),
   )

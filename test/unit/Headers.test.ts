@@ -5,7 +5,7 @@ import {
   appendVia,
   clientAddress,
   endToEnd,
-  loopedThrough,
+  ownViaNonce,
   requestDrop,
   responseDrop,
   viaEntry,
@@ -109,32 +109,33 @@ describe("X-Forwarded-For", () => {
 describe("Via", () => {
   const id = "etcd-proxy-0123456789ab"
 
-  it("our entry names the endpoint the request was sent to", () => {
-    const entry = viaEntry(id, "http://10.0.0.1:2379")
-    expect(entry).toBe("1.1 etcd-proxy-0123456789ab (http://10.0.0.1:2379)")
+  it("our entry names the endpoint the request was sent to and its nonce", () => {
+    const entry = viaEntry(id, "http://10.0.0.1:2379", "n0nce")
+    expect(entry).toBe("1.1 etcd-proxy-0123456789ab (http://10.0.0.1:2379 n0nce)")
     expect(appendVia(undefined, entry)).toBe(entry)
     expect(appendVia("", entry)).toBe(entry)
     expect(appendVia("1.1 other", entry)).toBe(`1.1 other, ${entry}`)
   })
 
-  it("loopedThrough finds our own entry and the endpoint it names", () => {
-    expect(loopedThrough(viaEntry(id, "http://10.0.0.1:2379"), id)).toBe("http://10.0.0.1:2379")
+  it("ownViaNonce finds our own entry's nonce among others", () => {
+    expect(ownViaNonce(viaEntry(id, "http://10.0.0.1:2379", "abc"), id)).toBe("abc")
     const chain = [
-      "1.1 etcd-proxy-ffffffffffff (http://10.0.0.5:2379)",
-      viaEntry(id, "http://[::1]:2379"),
-      "1.1 etcd-proxy-eeeeeeeeeeee (http://10.0.0.6:2379)",
+      "1.1 etcd-proxy-ffffffffffff (http://10.0.0.5:2379 zzz)",
+      viaEntry(id, "http://[::1]:2379", "Q-_9"),
+      "1.1 etcd-proxy-eeeeeeeeeeee (http://10.0.0.6:2379 yyy)",
     ].join(", ")
-    expect(loopedThrough(chain, id)).toBe("http://[::1]:2379")
+    expect(ownViaNonce(chain, id)).toBe("Q-_9")
   })
 
-  it("loopedThrough is undefined when our id is absent", () => {
-    expect(loopedThrough(undefined, id)).toBeUndefined()
-    expect(loopedThrough("", id)).toBeUndefined()
-    expect(loopedThrough("1.1 etcd-proxy-ffffffffffff (http://10.0.0.1:2379)", id)).toBeUndefined()
+  it("ownViaNonce is undefined when our id is absent", () => {
+    expect(ownViaNonce(undefined, id)).toBeUndefined()
+    expect(ownViaNonce("", id)).toBeUndefined()
+    expect(ownViaNonce("1.1 etcd-proxy-ffffffffffff (http://10.0.0.1:2379 a)", id)).toBeUndefined()
   })
 
-  it("our id without the endpoint comment is still a loop, with no endpoint known", () => {
-    expect(loopedThrough(`1.1 ${id}`, id)).toBe("")
-    expect(loopedThrough(`1.1 ${id} (http://10.0.0.1:2379`, id)).toBe("")
+  it("our id without a readable nonce is a claim with no nonce", () => {
+    expect(ownViaNonce(`1.1 ${id}`, id)).toBe("")
+    expect(ownViaNonce(`1.1 ${id} (http://10.0.0.1:2379`, id)).toBe("")
+    expect(ownViaNonce(`1.1 ${id} (http://10.0.0.1:2379)`, id)).toBe("")
   })
 })

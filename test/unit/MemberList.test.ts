@@ -7,7 +7,7 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import type { EndpointTable } from "../../src/domain/Endpoints.js"
-import type { MemberList } from "../../src/services/MemberList.js"
+import type { MemberList } from "../../src/services/cluster/MemberList.js"
 import {
   clientUrl,
   fetchCount,

@@ -4,13 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { makeProxyConfig, ProxyConfig, type ProxyMode } from "../../src/domain/Config.js"
 import { httpAnswer, WriteForbidden } from "../../src/domain/Errors.js"
-import {
-  classifyGrpc,
-  classifyHttp,
-  guardGrpc,
-  guardHttp,
-  ModeGuard,
-} from "../../src/services/ModeGuard.js"
+import { classifyGrpc, classifyHttp, guardGrpc, guardHttp } from "../../src/domain/Mode.js"
+import { ModeGuard } from "../../src/services/request/ModeGuard.js"
 
 const prefixes = ["/v3/", "/v3beta/", "/v3alpha/"]
 
@@ -19,6 +14,8 @@ const readRpcs = [
   "watch",
   "lease/leases",
   "lease/timetolive",
+  "kv/lease/leases",
+  "kv/lease/timetolive",
   "cluster/member/list",
   "maintenance/status",
   "auth/authenticate",
@@ -31,6 +28,7 @@ const writeRpcs = [
   "kv/compaction",
   "lease/grant",
   "lease/revoke",
+  "kv/lease/revoke",
   "lease/keepalive",
   "cluster/member/add",
   "cluster/member/remove",
@@ -175,6 +173,8 @@ const grpcReads = [
   "/etcdserverpb.Cluster/MemberList",
   "/etcdserverpb.Maintenance/Status",
   "/etcdserverpb.Auth/Authenticate",
+  "/grpc.health.v1.Health/Check",
+  "/grpc.health.v1.Health/Watch",
 ]
 
 const grpcWrites = [
@@ -198,7 +198,7 @@ const grpcWrites = [
 ]
 
 describe("classifyGrpc", () => {
-  it("the seven read methods are reads", () => {
+  it("the seven read methods and the health service are reads", () => {
     for (const path of grpcReads) expect(classifyGrpc(path), path).toBe("read")
   })
 
@@ -209,7 +209,8 @@ describe("classifyGrpc", () => {
       "/etcdserverpb.kv/Range",
       "/etcdserverpb.KV/Range/",
       "etcdserverpb.KV/Range",
-      "/grpc.health.v1.Health/Check",
+      "/grpc.health.v1.Health/Check/",
+      "/grpc.health.v1.Health/List",
       "/",
       "",
     ]) {

@@ -6,8 +6,8 @@ import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
 import * as TestClock from "effect/TestClock"
 import type { EndpointTable } from "../../src/domain/Endpoints.js"
-import type { MemberList } from "../../src/services/MemberList.js"
-import { shuffled } from "../../src/services/MemberList.js"
+import type { MemberList } from "../../src/services/cluster/MemberList.js"
+import { shuffled } from "../../src/services/cluster/MemberList.js"
 import {
   clientUrl,
   fetchCount,

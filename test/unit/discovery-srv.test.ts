@@ -3,8 +3,8 @@ import { expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { SrvLookupError } from "../../src/domain/Discovery.js"
-import { Discovery, srvServices } from "../../src/services/Discovery.js"
-import { SrvResolver, type SrvRecord } from "../../src/services/SrvResolver.js"
+import { Discovery, srvServices } from "../../src/services/cluster/Discovery.js"
+import { SrvResolver, type SrvRecord } from "../../src/services/cluster/SrvResolver.js"
 
 /** A resolver answering from a table; every name asked is recorded. */
 const fakeResolver = (table: Record<string, ReadonlyArray<SrvRecord>>) => {

@@ -24,9 +24,9 @@ import {
   parseSize,
   registrations,
 } from "../../src/domain/Discovery.js"
-import type { DiscoveryShape } from "../../src/services/Discovery.js"
-import { DiscoveryHttp, type DiscoveryAnswer } from "../../src/services/DiscoveryHttp.js"
-import { checkToken, makeUrlDiscovery } from "../../src/services/DiscoveryUrl.js"
+import type { DiscoveryShape } from "../../src/services/cluster/Discovery.js"
+import { DiscoveryHttp, type DiscoveryAnswer } from "../../src/services/cluster/DiscoveryHttp.js"
+import { checkToken, makeUrlDiscovery } from "../../src/services/cluster/DiscoveryUrl.js"
 
 const tokenPath = "/0a1b2c3d4e5f60718293a4b5c6d7e8f9"
 const token = `http://discovery.test${tokenPath}`

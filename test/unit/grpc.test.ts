@@ -10,7 +10,7 @@ import {
   ZeroEndpoints,
   type ProxyRefusal,
 } from "../../src/domain/Errors.js"
-import { firstIndex, http2Preface, percentEncode, sniffPreface } from "../../src/services/Http2.js"
+import { http2Preface, percentEncode, sniffPreface } from "../../src/services/request/Http2.js"
 import {
   classifyGrpc,
   classifyHttp2,
@@ -19,7 +19,8 @@ import {
   guardHttp2,
   isGrpcCall,
   type Access,
-} from "../../src/services/ModeGuard.js"
+} from "../../src/domain/Mode.js"
+import { firstEndpoint } from "../../src/domain/Admission.js"
 
 /**
  * Every method etcd serves over gRPC (etcd 3.4 rpc.proto, v3lock, v3election and the gRPC
@@ -75,8 +76,8 @@ const etcdMethods: ReadonlyArray<readonly [string, Access]> = [
   ["/v3electionpb.Election/Leader", "write"],
   ["/v3electionpb.Election/Observe", "write"],
   ["/v3electionpb.Election/Resign", "write"],
-  ["/grpc.health.v1.Health/Check", "write"],
-  ["/grpc.health.v1.Health/Watch", "write"],
+  ["/grpc.health.v1.Health/Check", "read"],
+  ["/grpc.health.v1.Health/Watch", "read"],
 ]
 
 describe("classifyGrpc over every etcd method", () => {
@@ -249,8 +250,8 @@ describe("gRPC answers the proxy makes", () => {
 
 describe("firstIndex", () => {
   it("sticky always starts at the first endpoint; round-robin rotates", () => {
-    expect([0, 1, 2, 3].map((turn) => firstIndex("sticky", 3, turn))).toEqual([0, 0, 0, 0])
-    expect([0, 1, 2, 3].map((turn) => firstIndex("round-robin", 3, turn))).toEqual([0, 1, 2, 0])
-    expect(firstIndex("round-robin", 0, 5)).toBe(0)
+    expect([0, 1, 2, 3].map((turn) => firstEndpoint("sticky", 3, turn))).toEqual([0, 0, 0, 0])
+    expect([0, 1, 2, 3].map((turn) => firstEndpoint("round-robin", 3, turn))).toEqual([0, 1, 2, 0])
+    expect(firstEndpoint("round-robin", 0, 5)).toBe(0)
   })
 })

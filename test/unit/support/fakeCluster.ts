@@ -10,12 +10,12 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import { makeProxyConfig, ProxyConfig, type ProxyConfigShape } from "../../../src/domain/Config.js"
 import { Member, type MemberId } from "../../../src/domain/Member.js"
-import { DataDir } from "../../../src/services/DataDir.js"
-import { Discovery, type DiscoveryShape } from "../../../src/services/Discovery.js"
-import { MemberClient, MemberFetchError } from "../../../src/services/MemberClient.js"
-import { MemberList } from "../../../src/services/MemberList.js"
+import { DataDir } from "../../../src/services/cluster/DataDir.js"
+import { Discovery, type DiscoveryShape } from "../../../src/services/cluster/Discovery.js"
+import { MemberClient, MemberFetchError } from "../../../src/services/cluster/MemberClient.js"
+import { MemberList } from "../../../src/services/cluster/MemberList.js"
 import { Metrics } from "../../../src/services/Metrics.js"
-import { Shuffler } from "../../../src/services/Shuffler.js"
+import { Shuffler } from "../../../src/services/cluster/Shuffler.js"
 
 /** A started member at `10.0.0.<n>`: peer port 2380, client port 2379. */
 export const member = (

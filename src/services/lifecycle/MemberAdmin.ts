@@ -11,7 +11,7 @@ import {
   v3ErrorReason,
   type ClusterMember,
   type ClusterView,
-} from "../domain/Lifecycle.js"
+} from "../../domain/Lifecycle.js"
 
 /** The cluster could not be asked, or said no; `reason` is worded for the operator. */
 export class MembershipError extends Data.TaggedError("MembershipError")<{

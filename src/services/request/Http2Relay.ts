@@ -7,35 +7,30 @@ import * as http2 from "node:http2"
 import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { ProxyConfig } from "../domain/Config.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import { firstEndpoint } from "../../domain/Admission.js"
 import {
-  DiscoveryPending,
   EndpointsExhausted,
   Overloaded,
   ZeroEndpoints,
   type ProxyRefusal,
-} from "../domain/Errors.js"
-import { Discovery } from "./Discovery.js"
-import { answerRefusal, dialMember, failureTag, firstIndex, readyEvent } from "./Http2.js"
-import { MemberList } from "./MemberList.js"
-import { isGrpcCall } from "./ModeGuard.js"
-import { TlsMaterial } from "./TlsMaterial.js"
+} from "../../domain/Errors.js"
+import { clientAddress } from "../../domain/Headers.js"
+import { limits } from "../../domain/Limits.js"
+import { isGrpcCall } from "../../domain/Mode.js"
+import { MemberList } from "../cluster/MemberList.js"
+import { TlsMaterial } from "../TlsMaterial.js"
+import { answerRefusal, dialMember, failureTag, readyEvent } from "./Http2.js"
+import { RequestGate } from "./RequestGate.js"
 
 /** How long a connection the proxy refused may stay open for its first call to get the answer. */
 const refusalGrace = 2_000
-
-/**
- * Relays open at once (two sockets each). A relayed connection carries no `Via`, so proxies
- * advertised in a ring would relay to each other without end; this bound ends such a chain
- * (its last hop is refused, which closes every hop) and holds whatever members advertise.
- */
-export const relayLimit = 4_096
 
 export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Relay", {
   scoped: Effect.gen(function* () {
     const config = yield* ProxyConfig
     const members = yield* MemberList
-    const discovery = yield* Discovery
+    const gate = yield* RequestGate
     const tls = yield* TlsMaterial
     const dialMs = Duration.toMillis(config.dialTimeout)
 
@@ -98,13 +93,17 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
     const accept = (client: net.Socket, head: Buffer): void => {
       client.pause()
       client.setNoDelay(true)
-      const status = discovery.status()
-      if (status._tag === "Pending") {
-        refuse(
-          client,
-          head,
-          new DiscoveryPending({ registered: status.registered, size: status.size }),
-        )
+      // The whole connection is admitted once: it carries no request the proxy reads.
+      const admission = gate.admit(
+        "PRI",
+        "*",
+        false,
+        undefined,
+        undefined,
+        clientAddress(client.remoteAddress),
+      )
+      if (admission._tag === "Refuse") {
+        refuse(client, head, admission.refusal)
         return
       }
       const available = members.table().available
@@ -112,12 +111,15 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
         refuse(client, head, new ZeroEndpoints())
         return
       }
-      if (open.size >= relayLimit) {
-        refuse(client, head, new Overloaded({ limit: relayLimit }))
+      // A relayed connection carries no `Via`, so proxies advertised in a ring would relay to
+      // each other without end; this bound ends such a chain (its last hop is refused, which
+      // closes every hop) and holds whatever members advertise.
+      if (open.size >= limits.relays) {
+        refuse(client, head, new Overloaded({ limit: limits.relays }))
         return
       }
       open.add(client)
-      const first = firstIndex(config.balance, available.length, turn++)
+      const first = firstEndpoint(config.balance, available.length, turn++)
       let tried = 0
       let dialling: net.Socket | undefined
       const onClientGone = () => {

@@ -8,37 +8,31 @@ import * as http2 from "node:http2"
 import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import { ProxyConfig } from "../domain/Config.js"
-import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
-import {
-  DiscoveryPending,
-  EndpointsExhausted,
-  LoopDetected,
-  Overloaded,
-  ZeroEndpoints,
-} from "../domain/Errors.js"
-import { appendVia, loopedThrough, viaEntry } from "../domain/Headers.js"
-import { Discovery } from "./Discovery.js"
-import { Forwarder, limits } from "./Forwarder.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import type { Endpoint, EndpointTable } from "../../domain/Endpoints.js"
+import { EndpointsExhausted, ZeroEndpoints } from "../../domain/Errors.js"
+import { clientAddress } from "../../domain/Headers.js"
+import { limits } from "../../domain/Limits.js"
+import { isGrpcCall } from "../../domain/Mode.js"
+import { firstEndpoint, type OwnEndpoint } from "../../domain/Admission.js"
 import {
   answerGrpc,
   answerRefusal,
   dialMember,
   failureTag,
-  firstIndex,
   grpcStatus,
   percentEncode,
 } from "./Http2.js"
-import { MemberList } from "./MemberList.js"
-import { Metrics } from "./Metrics.js"
-import { isGrpcCall, ModeGuard, pathOf } from "./ModeGuard.js"
-import { TlsMaterial } from "./TlsMaterial.js"
+import { MemberList } from "../cluster/MemberList.js"
+import { Metrics } from "../Metrics.js"
+import { TlsMaterial } from "../TlsMaterial.js"
+import { OwnEndpoints } from "./OwnEndpoints.js"
+import { ProxyIdentity } from "./ProxyIdentity.js"
+import { RequestGate } from "./RequestGate.js"
 import { awaitClosed } from "./drain.js"
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants
 const END_STREAM = http2.constants.NGHTTP2_FLAG_END_STREAM
-
-const watchMethod = "/etcdserverpb.Watch/Watch"
 
 /** Headers that belong to one HTTP/2 connection (or to HTTP/1), never forwarded. */
 const connectionSpecific: ReadonlySet<string> = new Set([
@@ -82,11 +76,11 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
   scoped: Effect.gen(function* () {
     const config = yield* ProxyConfig
     const members = yield* MemberList
-    const guard = yield* ModeGuard
-    const discovery = yield* Discovery
     const metrics = yield* Metrics
     const tls = yield* TlsMaterial
-    const forwarder = yield* Forwarder
+    const identity = yield* ProxyIdentity
+    const gate = yield* RequestGate
+    const own = yield* OwnEndpoints
     const dialMs = Duration.toMillis(config.dialTimeout)
 
     // --- pooled sessions to members -----------------------------------------------------
@@ -171,17 +165,14 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
 
     const requestHeaders = (
       headers: http2.IncomingHttpHeaders,
-      endpoint: Endpoint,
+      via: string,
     ): http2.OutgoingHttpHeaders => {
       const out: http2.OutgoingHttpHeaders = {}
       for (const name in headers) {
         if (name === ":scheme" || name === "via" || connectionSpecific.has(name)) continue
         out[name] = headers[name]
       }
-      out["via"] = appendVia(
-        headers["via"] as string | undefined,
-        viaEntry(forwarder.proxyId, endpoint.url),
-      )
+      out["via"] = via
       return out
     }
 
@@ -210,9 +201,11 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
         return
       }
       let upstream: http2.ClientHttp2Stream
+      const stamp = identity.stamp(endpoint, headers["via"] as string | undefined)
       try {
-        upstream = session.request(requestHeaders(headers, endpoint))
+        upstream = session.request(requestHeaders(headers, stamp.via))
       } catch (error) {
+        identity.release(stamp.nonce)
         // Headers Node accepted from the client but will not send (a connection-specific one).
         answerGrpc(
           stream,
@@ -242,6 +235,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       })
       upstream.on("error", () => {})
       upstream.once("close", () => {
+        identity.release(stamp.nonce)
         if (call.done || stream.closed || stream.destroyed) return
         const code = upstream.rstCode ?? NGHTTP2_NO_ERROR
         if (code !== NGHTTP2_NO_ERROR && !lost()) {
@@ -260,7 +254,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
         answerRefusal(call.stream, grpc, new ZeroEndpoints())
         return
       }
-      const first = firstIndex(config.balance, available.length, turn++)
+      const first = firstEndpoint(config.balance, available.length, turn++)
       let tried = 0
       const attempt = (): void => {
         const { stream } = call
@@ -284,55 +278,65 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       attempt()
     }
 
+    const answerOwn = (stream: http2.ServerHttp2Stream, endpoint: OwnEndpoint, method: string) =>
+      void own.answer(endpoint, method).then((answer) => {
+        if (stream.destroyed || stream.closed) return
+        stream.respond({
+          ":status": answer.status,
+          ...answer.headers,
+          "content-length": Buffer.byteLength(answer.body),
+        })
+        stream.end(method === "HEAD" ? undefined : answer.body)
+      })
+
     const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       stream.on("error", () => {})
       const method = headers[":method"] ?? "GET"
       const target = headers[":path"] ?? ""
       const contentType = headers["content-type"]
       const grpc = isGrpcCall(target, contentType)
-      const forbidden = guard.checkHttp2(method, target, contentType)
-      if (forbidden !== undefined) {
-        metrics.refusedWrite(grpc ? "grpc" : "http")
-        answerRefusal(stream, grpc, forbidden)
-        return
-      }
-      const looped = loopedThrough(headers["via"] as string | undefined, forwarder.proxyId)
-      if (looped !== undefined) {
-        const endpoint = members.table().all.find((e) => e.url === looped)
-        if (endpoint !== undefined) members.excludeLoop(endpoint, looped)
-        answerRefusal(
-          stream,
-          grpc,
-          new LoopDetected({ via: looped === "" ? forwarder.proxyId : looped }),
-        )
-        return
-      }
-      const status = discovery.status()
-      if (status._tag === "Pending") {
-        answerRefusal(
-          stream,
-          grpc,
-          new DiscoveryPending({ registered: status.registered, size: status.size }),
-        )
-        return
-      }
-      if (calls.size >= limits.inFlight) {
-        answerRefusal(stream, grpc, new Overloaded({ limit: limits.inFlight }))
-        return
+      const client = clientAddress(stream.session?.socket?.remoteAddress)
+      const length = headers["content-length"]
+      const admission = gate.admit(
+        method,
+        target,
+        grpc,
+        length === undefined ? undefined : Number(length),
+        headers["via"] as string | undefined,
+        client,
+      )
+      switch (admission._tag) {
+        case "Own":
+          return answerOwn(stream, admission.endpoint, method)
+        case "Preflight":
+          // The HTTP/1.1 front answers CORS pre-flights; over HTTP/2 a member does.
+          break
+        case "Refuse": {
+          const refusal = admission.refusal
+          if (admission.excludeEndpoint !== undefined) {
+            const endpoint = members.table().get(admission.excludeEndpoint)
+            if (endpoint !== undefined) members.excludeLoop(endpoint, endpoint.url)
+          }
+          if (refusal._tag === "WriteForbidden") metrics.refusedWrite(grpc ? "grpc" : "http")
+          answerRefusal(stream, grpc, refusal)
+          return
+        }
       }
 
       const call: Call = {
         stream,
-        watch: pathOf(target) === watchMethod,
+        watch: admission._tag === "Forward" && admission.watch,
         upstream: undefined,
         done: false,
         trailers: undefined,
       }
       calls.add(call)
+      gate.enter(client)
       if (call.watch) metrics.watchOpened()
       stream.on("wantTrailers", () => stream.sendTrailers(call.trailers ?? {}))
       stream.once("close", () => {
         calls.delete(call)
+        gate.leave(client)
         if (call.watch) metrics.watchClosed()
         const upstream = call.upstream
         if (upstream !== undefined && !upstream.closed) upstream.close(NGHTTP2_CANCEL)

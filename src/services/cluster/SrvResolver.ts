@@ -4,7 +4,7 @@ import { isIP, isIPv6 } from "node:net"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import { SrvLookupError } from "../domain/Discovery.js"
+import { SrvLookupError } from "../../domain/Discovery.js"
 
 export interface SrvRecord {
   readonly name: string

@@ -8,14 +8,19 @@ import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Random from "effect/Random"
 import * as Ref from "effect/Ref"
-import { ProxyConfig } from "../domain/Config.js"
-import { EndpointTable, fisherYates, tableFromMembers, type Endpoint } from "../domain/Endpoints.js"
-import { pointsAtListener, type OwnAddresses } from "../domain/Loop.js"
-import type { Member } from "../domain/Member.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import {
+  EndpointTable,
+  fisherYates,
+  tableFromMembers,
+  type Endpoint,
+} from "../../domain/Endpoints.js"
+import { pointsAtListener, type OwnAddresses } from "../../domain/Loop.js"
+import type { Member } from "../../domain/Member.js"
 import { DataDir } from "./DataDir.js"
 import { Discovery } from "./Discovery.js"
 import { MemberClient } from "./MemberClient.js"
-import { Metrics } from "./Metrics.js"
+import { Metrics } from "../Metrics.js"
 
 /** What the hot path reports about an endpoint; handled by the member list's own fiber. */
 type EndpointEvent =

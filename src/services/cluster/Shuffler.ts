@@ -2,7 +2,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schedule from "effect/Schedule"
-import { ProxyConfig } from "../domain/Config.js"
+import { ProxyConfig } from "../../domain/Config.js"
 import { MemberList, shuffled } from "./MemberList.js"
 
 export class Shuffler extends Effect.Service<Shuffler>()("etcd-proxy/Shuffler", {

@@ -3,7 +3,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { Agent, ProxyAgent, type Dispatcher } from "undici"
-import { DiscoveryUnreachable } from "../domain/Discovery.js"
+import { DiscoveryUnreachable } from "../../domain/Discovery.js"
 
 export interface DiscoveryAnswer {
   readonly status: number

@@ -9,15 +9,16 @@ import * as https from "node:https"
 import type * as net from "node:net"
 import type { AddressInfo } from "node:net"
 import * as Effect from "effect/Effect"
-import { ProxyConfig } from "../domain/Config.js"
-import { StartupError } from "../domain/Errors.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import { StartupError } from "../../domain/Errors.js"
 import { Forwarder } from "./Forwarder.js"
 import { GrpcReadOnly } from "./GrpcReadOnly.js"
 import { sniffPreface } from "./Http2.js"
 import { Http2Relay } from "./Http2Relay.js"
-import { MemberList } from "./MemberList.js"
+import { MemberList } from "../cluster/MemberList.js"
 import { ModeGuard } from "./ModeGuard.js"
-import { TlsMaterial } from "./TlsMaterial.js"
+import { ProxyIdentity } from "./ProxyIdentity.js"
+import { TlsMaterial } from "../TlsMaterial.js"
 
 const serverOptions: http.ServerOptions = {
   // A watch may stay open for hours (SPEC §3.9); slow or idle clients are bounded by these two.
@@ -83,6 +84,7 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
   scoped: Effect.gen(function* () {
     const config = yield* ProxyConfig
     const forwarder = yield* Forwarder
+    const identity = yield* ProxyIdentity
     const tls = yield* TlsMaterial
     const members = yield* MemberList
     const guard = yield* ModeGuard
@@ -168,7 +170,7 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
       Effect.annotateLogs({
         urls: addresses.join(","),
         mode: guard.mode,
-        id: forwarder.proxyId,
+        id: identity.proxyId,
         endpoints: members
           .table()
           .available.map((e) => e.url)

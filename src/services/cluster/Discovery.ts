@@ -4,27 +4,18 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { ProxyConfig } from "../domain/Config.js"
-import { SrvDiscoveryFailed, type DiscoveryUrlError } from "../domain/Discovery.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import {
+  complete,
+  SrvDiscoveryFailed,
+  type DiscoveryShape,
+  type DiscoveryStatus,
+  type DiscoveryUrlError,
+} from "../../domain/Discovery.js"
 import { DataDir } from "./DataDir.js"
 import type { DiscoveryHttp } from "./DiscoveryHttp.js"
 import { makeUrlDiscovery } from "./DiscoveryUrl.js"
 import { SrvResolver, type SrvRecord } from "./SrvResolver.js"
-
-export type DiscoveryStatus =
-  | { readonly _tag: "Complete" }
-  | { readonly _tag: "Pending"; readonly registered: number; readonly size: number | null }
-
-export const complete: DiscoveryStatus = { _tag: "Complete" }
-
-export interface DiscoveryShape {
-  /** Names the source in logs, e.g. `--initial-cluster`. */
-  readonly source: string
-  /** Read synchronously by the hot path: while pending, requests get 503 `DiscoveryPending`. */
-  readonly status: () => DiscoveryStatus
-  /** The peer URLs; waits until discovery is complete. */
-  readonly peerUrls: Effect.Effect<ReadonlyArray<string>>
-}
 
 /** `_etcd-server-ssl[-name]._tcp.DOMAIN` (https) and `_etcd-server[-name]._tcp.DOMAIN` (http). */
 export const srvServices = (
@@ -144,3 +135,5 @@ export class Discovery extends Context.Tag("etcd-proxy/Discovery")<Discovery, Di
       }),
     )
 }
+
+export type { DiscoveryShape, DiscoveryStatus }

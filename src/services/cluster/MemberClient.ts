@@ -4,9 +4,9 @@ import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { Agent } from "undici"
-import { ProxyConfig } from "../domain/Config.js"
-import { decodeMembers, isClusterId, type Member } from "../domain/Member.js"
-import { TlsMaterial } from "./TlsMaterial.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import { decodeMembers, isClusterId, type Member } from "../../domain/Member.js"
+import { TlsMaterial } from "../TlsMaterial.js"
 
 /** A peer did not give a usable member list; `reason` is worded for the log. */
 export class MemberFetchError extends Data.TaggedError("MemberFetchError")<{

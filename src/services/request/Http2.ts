@@ -7,10 +7,9 @@ import * as http2 from "node:http2"
 import * as net from "node:net"
 import * as tls from "node:tls"
 import * as Data from "effect/Data"
-import type { Balance } from "../domain/Config.js"
-import type { Endpoint } from "../domain/Endpoints.js"
-import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../domain/Errors.js"
-import type { ClientTls } from "./TlsMaterial.js"
+import type { Endpoint } from "../../domain/Endpoints.js"
+import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../../domain/Errors.js"
+import type { ClientTls } from "../TlsMaterial.js"
 
 /** What every HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts this way. */
 export const http2Preface: Buffer = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1")
@@ -74,10 +73,6 @@ export const dialMember = (endpoint: Endpoint, towardsMembers: ClientTls, dialMs
   }
   return socket
 }
-
-/** Where a connection or call starts in the endpoint order (SPEC §3.3). */
-export const firstIndex = (balance: Balance, count: number, turn: number): number =>
-  balance === "sticky" || count === 0 ? 0 : turn % count
 
 // --- gRPC answers the proxy makes itself ---------------------------------------------------
 

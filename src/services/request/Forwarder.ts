@@ -3,44 +3,39 @@
  * The hot path is plain callbacks reading the member list's snapshot synchronously; Effect
  * runs the lifecycle around it, never a fiber per request.
  */
-import { randomBytes } from "node:crypto"
 import * as http from "node:http"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Runtime from "effect/Runtime"
 import { Client, Pool, type Dispatcher } from "undici"
-import { ProxyConfig } from "../domain/Config.js"
-import type { Endpoint, EndpointTable } from "../domain/Endpoints.js"
+import { ProxyConfig } from "../../domain/Config.js"
+import type { Endpoint, EndpointTable } from "../../domain/Endpoints.js"
 import {
   BadRequest,
   BadRequestTarget,
-  DiscoveryPending,
   EndpointsExhausted,
   httpAnswer,
-  LoopDetected,
-  Overloaded,
   RequestTooLarge,
   SentNotRetried,
   ZeroEndpoints,
   type ProxyRefusal,
-} from "../domain/Errors.js"
+} from "../../domain/Errors.js"
 import {
   appendForwardedFor,
-  appendVia,
   clientAddress,
   endToEnd,
   hasContentLength,
-  loopedThrough,
   requestDrop,
   corsResponseDrop,
   responseDrop,
-  viaEntry,
-} from "../domain/Headers.js"
-import { Discovery, type DiscoveryStatus } from "./Discovery.js"
-import { MemberList } from "./MemberList.js"
-import { Metrics, type DropReason } from "./Metrics.js"
-import { ModeGuard, pathOf } from "./ModeGuard.js"
-import { TlsMaterial } from "./TlsMaterial.js"
+} from "../../domain/Headers.js"
+import { Discovery } from "../cluster/Discovery.js"
+import { MemberList } from "../cluster/MemberList.js"
+import { Metrics, type DropReason } from "../Metrics.js"
+import { ModeGuard } from "./ModeGuard.js"
+import { ProxyIdentity } from "./ProxyIdentity.js"
+import { RequestGate } from "./RequestGate.js"
+import { TlsMaterial } from "../TlsMaterial.js"
 import { awaitClosed } from "./drain.js"
 
 export const configPath = "/v2/config/local/proxy"
@@ -65,9 +60,6 @@ interface InFlight {
   readonly res: http.ServerResponse
   readonly watch: boolean
 }
-
-const isWatch = (method: string, target: string): boolean =>
-  target.includes("wait=true") || (method === "POST" && /\/v3[a-z]*\/watch/.test(pathOf(target)))
 
 /**
  * Errors undici raises about the request itself (a header it refuses, a malformed value):
@@ -98,8 +90,8 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
     const metrics = yield* Metrics
     const tls = yield* TlsMaterial
     const runtime = yield* Effect.runtime<never>()
-
-    const proxyId = `etcd-proxy-${randomBytes(6).toString("hex")}`
+    const identity = yield* ProxyIdentity
+    const gate = yield* RequestGate
     const readMs = Duration.toMillis(config.readTimeout)
     const dialMs = Duration.toMillis(config.dialTimeout)
     const maxBody = config.maxRequestBytes
@@ -182,11 +174,6 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
       metrics.dropped(method, reason)
       refuse(res, refusal)
     }
-
-    const pendingRefusal = (status: DiscoveryStatus): DiscoveryPending | undefined =>
-      status._tag === "Pending"
-        ? new DiscoveryPending({ registered: status.registered, size: status.size })
-        : undefined
 
     /** The origin-form target: an absolute-form target keeps its path and query only (SPEC §3.2). */
     const originForm = (target: string): string | undefined => {
@@ -307,7 +294,8 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         const endpoint = available[(first + tried) % available.length]!
         tried += 1
         const headers = baseHeaders.slice()
-        headers.push("via", appendVia(priorVia, viaEntry(proxyId, endpoint.url)))
+        const stamp = identity.stamp(endpoint, priorVia)
+        headers.push("via", stamp.via)
         let sent = false
         let responded = false
         const own = watch ? takeWatchClient(endpoint) : undefined
@@ -340,10 +328,12 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
             return res.write(chunk)
           },
           onComplete() {
+            identity.release(stamp.nonce)
             res.end()
             if (own !== undefined) keepWatchClient(endpoint, own)
           },
           onError(error: Error & { code?: string }) {
+            identity.release(stamp.nonce)
             void own?.destroy()
             if (clientGone) {
               metrics.dropped(method, "failed_sending_request")
@@ -402,51 +392,52 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         refuse(res, new BadRequestTarget({ target: req.url ?? "" }))
         return
       }
-      const path = pathOf(target)
-      if (path === configPath) return answerConfig(req, res)
-      if (path === metricsPath) return answerMetrics(req, res)
-
-      const looped = loopedThrough(req.headers.via, proxyId)
-      if (looped !== undefined) {
-        const endpoint = members.table().all.find((e) => e.url === looped)
-        if (endpoint !== undefined) members.excludeLoop(endpoint, looped)
-        refuse(res, new LoopDetected({ via: looped === "" ? proxyId : looped }))
-        return
+      const client = clientAddress(req.socket.remoteAddress)
+      const declaredLength = req.headers["content-length"]
+      const admission = gate.admit(
+        method,
+        target,
+        false,
+        declaredLength === undefined ? undefined : Number(declaredLength),
+        joined(req.headers.via),
+        client,
+      )
+      switch (admission._tag) {
+        case "Own":
+          return admission.endpoint === "config" ? answerConfig(req, res) : answerMetrics(req, res)
+        case "Preflight": {
+          const headers = corsHeaders(req)
+          res.writeHead(headers === undefined ? 403 : 200, headers ?? {})
+          res.end()
+          return
+        }
+        case "Refuse": {
+          const refusal = admission.refusal
+          if (admission.excludeEndpoint !== undefined) {
+            const endpoint = members.table().get(admission.excludeEndpoint)
+            if (endpoint !== undefined) members.excludeLoop(endpoint, endpoint.url)
+          }
+          if (refusal._tag === "WriteForbidden") metrics.refusedWrite("http")
+          if (refusal._tag === "RequestTooLarge") metrics.dropped(method, "failed_sending_request")
+          refuse(res, refusal, refusal._tag === "RequestTooLarge")
+          return
+        }
       }
-      if (method === "OPTIONS" && corsOrigins.size > 0) {
-        const headers = corsHeaders(req)
-        res.writeHead(headers === undefined ? 403 : 200, headers ?? {})
-        res.end()
-        return
-      }
-      const forbidden = guard.checkHttp(method, target)
-      if (forbidden !== undefined) {
-        metrics.refusedWrite("http")
-        refuse(res, forbidden)
-        return
-      }
-      const pending = pendingRefusal(discovery.status())
-      if (pending !== undefined) return refuse(res, pending)
-      if (inFlight.size >= limits.inFlight)
-        return refuse(res, new Overloaded({ limit: limits.inFlight }))
 
       metrics.request(method)
       const started = performance.now()
-      const watch = isWatch(method, target)
+      const watch = admission.watch
       const entry: InFlight = { res, watch }
       inFlight.add(entry)
+      gate.enter(client)
       if (watch) metrics.watchOpened()
       res.once("close", () => {
         inFlight.delete(entry)
+        gate.leave(client)
         if (watch) metrics.watchClosed()
       })
 
-      const declared = Number(req.headers["content-length"] ?? 0)
-      if (declared > maxBody) {
-        metrics.dropped(method, "failed_sending_request")
-        refuse(res, new RequestTooLarge({ limit: maxBody }), true)
-        return
-      }
+      const declared = Number(declaredLength ?? 0)
       const hasBody =
         declared > 0 ||
         (req.headers["transfer-encoding"] !== undefined && !bodylessMethods.has(method))
@@ -491,7 +482,6 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
     )
 
     return {
-      proxyId,
       /** The HTTP/1.1 request handler, for every listener. */
       handle,
       drain,

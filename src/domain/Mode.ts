@@ -1,7 +1,6 @@
-/** Decides which requests a read-only proxy may forward (SPEC §4), as one pure function. */
-import * as Effect from "effect/Effect"
-import { ProxyConfig, type ProxyMode } from "../domain/Config.js"
-import { WriteForbidden } from "../domain/Errors.js"
+/** Which requests a read-only proxy may forward (SPEC §4): pure classification, no I/O. */
+import type { ProxyMode } from "./Config.js"
+import { WriteForbidden } from "./Errors.js"
 
 /** The v3 JSON gateway RPCs that cannot change cluster state. */
 export const gatewayReadRpcs: ReadonlyArray<string> = [
@@ -9,6 +8,9 @@ export const gatewayReadRpcs: ReadonlyArray<string> = [
   "watch",
   "lease/leases",
   "lease/timetolive",
+  // The gateway's other bindings of LeaseLeases and LeaseTimeToLive (etcd3gw uses them).
+  "kv/lease/leases",
+  "kv/lease/timetolive",
   "cluster/member/list",
   "maintenance/status",
   "auth/authenticate",
@@ -26,6 +28,9 @@ export const grpcReadMethods: ReadonlyArray<string> = [
   "/etcdserverpb.Cluster/MemberList",
   "/etcdserverpb.Maintenance/Status",
   "/etcdserverpb.Auth/Authenticate",
+  // Members serve the gRPC health service; orchestrators probe with it.
+  "/grpc.health.v1.Health/Check",
+  "/grpc.health.v1.Health/Watch",
 ]
 
 const gatewayReadPaths: ReadonlySet<string> = new Set(
@@ -103,21 +108,3 @@ export const guardHttp2 = (
   if (mode === "readwrite") return undefined
   return isGrpcCall(path, contentType) ? guardGrpc(mode, path) : guardHttp(mode, method, path)
 }
-
-/** The mode the proxy runs in, with its checks bound to it for the hot path. */
-export class ModeGuard extends Effect.Service<ModeGuard>()("etcd-proxy/ModeGuard", {
-  effect: Effect.gen(function* () {
-    const { mode } = yield* ProxyConfig
-    return {
-      mode,
-      checkHttp: (method: string, target: string): WriteForbidden | undefined =>
-        guardHttp(mode, method, target),
-      checkGrpc: (path: string): WriteForbidden | undefined => guardGrpc(mode, path),
-      checkHttp2: (
-        method: string,
-        path: string,
-        contentType: string | undefined,
-      ): WriteForbidden | undefined => guardHttp2(mode, method, path, contentType),
-    } as const
-  }),
-}) {}

@@ -24,10 +24,11 @@ import {
   registrations,
   requestTimeout,
   watchTimeout,
+  type DiscoveryShape,
+  type DiscoveryStatus,
   type DiscoveryUrlError,
   type Registration,
-} from "../domain/Discovery.js"
-import type { DiscoveryShape, DiscoveryStatus } from "./Discovery.js"
+} from "../../domain/Discovery.js"
 import { DiscoveryHttp, type DiscoveryAnswer } from "./DiscoveryHttp.js"
 
 /** The token URL as etcd uses it: origin and path; the path is the key prefix. */
