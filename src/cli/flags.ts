@@ -4,6 +4,7 @@ import * as Either from "effect/Either"
 import { parse as parseYaml } from "yaml"
 import {
   makeProxyConfig,
+  noTls,
   parseBool,
   parseChoice,
   parseHostPort,
@@ -362,6 +363,7 @@ export const buildConfig = (
       ),
       cors: splitList(get("cors") ?? ""),
       tls: {
+        ...noTls,
         certFile: get("cert-file"),
         keyFile: get("key-file"),
         trustedCaFile: get("trusted-ca-file"),

@@ -29,6 +29,8 @@ export type ClusterSource =
       readonly serviceName: string | undefined
     }
 
+export type TlsVersion = "TLS1.2" | "TLS1.3"
+
 export interface TlsFiles {
   readonly certFile: string | undefined
   readonly keyFile: string | undefined
@@ -37,6 +39,16 @@ export interface TlsFiles {
   readonly peerCertFile: string | undefined
   readonly peerKeyFile: string | undefined
   readonly peerTrustedCaFile: string | undefined
+  /** `--client-crl-file`: client certificates it revokes are refused. */
+  readonly clientCrlFile: string | undefined
+  /** `--cipher-suites`: etcd's (Go's) suite names; empty means Node's defaults. */
+  readonly cipherSuites: ReadonlyArray<string>
+  readonly minVersion: TlsVersion | undefined
+  readonly maxVersion: TlsVersion | undefined
+  /** `--auto-tls`: a self-signed certificate for https listeners when no --cert-file is given. */
+  readonly autoTls: boolean
+  /** `--peer-auto-tls`: towards members, accept their self-signed certificates. */
+  readonly peerAutoTls: boolean
 }
 
 export interface ProxyConfigShape {
@@ -51,6 +63,8 @@ export interface ProxyConfigShape {
   readonly dialTimeout: Duration.Duration
   readonly writeTimeout: Duration.Duration
   readonly readTimeout: Duration.Duration
+  /** `--proxy-answer-timeout` (ours): a GET or HEAD without a response head by then goes to the next endpoint. */
+  readonly answerTimeout: Duration.Duration
   readonly balance: Balance
   readonly maxRequestBytes: number
   readonly cors: ReadonlyArray<string>
@@ -60,6 +74,12 @@ export interface ProxyConfigShape {
   readonly discoverySrvDns: { readonly host: string; readonly port: number } | undefined
   readonly logLevel: LogLevelName
   readonly logFormat: LogFormat
+  /** `--log-outputs`: `stderr`, `stdout` or file paths. */
+  readonly logOutputs: ReadonlyArray<string>
+  /** `--listen-metrics-urls`: listeners for /metrics, /livez, /readyz and /health only. */
+  readonly metricsUrls: ReadonlyArray<URL>
+  /** `--max-concurrent-streams` (etcd 3.5): HTTP/2 streams one client connection may open at once. */
+  readonly maxConcurrentStreams: number
 }
 
 /** The configuration every service reads; built once at the edge from flags, env or a file. */
@@ -76,6 +96,12 @@ export const noTls: TlsFiles = {
   peerCertFile: undefined,
   peerKeyFile: undefined,
   peerTrustedCaFile: undefined,
+  clientCrlFile: undefined,
+  cipherSuites: [],
+  minVersion: undefined,
+  maxVersion: undefined,
+  autoTls: false,
+  peerAutoTls: false,
 }
 
 /** etcd's defaults for everything but the cluster source. */
@@ -95,6 +121,7 @@ export const makeProxyConfig = (
     dialTimeout: Duration.millis(1_000),
     writeTimeout: Duration.millis(5_000),
     readTimeout: Duration.zero,
+    answerTimeout: Duration.millis(5_000),
     balance: "sticky",
     maxRequestBytes: 1_572_864,
     cors: [],
@@ -104,6 +131,9 @@ export const makeProxyConfig = (
     discoverySrvDns: undefined,
     logLevel: "info",
     logFormat: "text",
+    logOutputs: ["stderr"],
+    metricsUrls: [],
+    maxConcurrentStreams: 256,
     ...overrides,
     refreshInterval,
     cluster,
