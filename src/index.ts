@@ -13,6 +13,8 @@ export {
 export { DiscoveryHttp } from "./services/cluster/DiscoveryHttp.js"
 export { SrvResolver } from "./services/cluster/SrvResolver.js"
 export { Forwarder } from "./services/request/Forwarder.js"
+export { Http1Front } from "./services/request/Http1Front.js"
+export { Upstream } from "./services/request/Upstream.js"
 export { Listeners } from "./services/request/Listeners.js"
 export { MemberClient, MemberFetchError } from "./services/cluster/MemberClient.js"
 export { MemberList } from "./services/cluster/MemberList.js"

@@ -16,3 +16,19 @@ export const limits = {
   /** How long in-flight requests may finish on shutdown before the rest are cut. */
   drain: Duration.seconds(5),
 } as const
+
+/** The HTTP/1.1 front's bounds on one client connection (SPEC §3.9, §3.11, §3.13). */
+export const http1Limits = {
+  /** Requests read and not yet answered on one connection; past it the proxy stops reading it. */
+  pipelineDepth: 16,
+  /** An idle keep-alive connection is closed after this long (Node's server default). */
+  keepAliveMs: 5_000,
+  /** A request head must be complete this long after its first byte, else 408 (Node's default). */
+  headersMs: 60_000,
+  /** A request body that makes no progress this long is answered 408 and the connection closed. */
+  bodyStallMs: 15_000,
+  /** After a refusal that closes, the rest of what the client sends is read and dropped this long. */
+  lingerMs: 2_000,
+  /** A new connection must show which protocol it speaks (its first bytes) within this long. */
+  sniffMs: 10_000,
+} as const

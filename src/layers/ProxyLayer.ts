@@ -8,6 +8,7 @@ import { DataDir } from "../services/cluster/DataDir.js"
 import { Discovery } from "../services/cluster/Discovery.js"
 import { DiscoveryHttp } from "../services/cluster/DiscoveryHttp.js"
 import { Forwarder } from "../services/request/Forwarder.js"
+import { Http1Front } from "../services/request/Http1Front.js"
 import { Listeners } from "../services/request/Listeners.js"
 import { MemberClient } from "../services/cluster/MemberClient.js"
 import { MemberList } from "../services/cluster/MemberList.js"
@@ -16,6 +17,7 @@ import { ModeGuard } from "../services/request/ModeGuard.js"
 import { OwnEndpoints } from "../services/request/OwnEndpoints.js"
 import { ProxyIdentity } from "../services/request/ProxyIdentity.js"
 import { RequestGate } from "../services/request/RequestGate.js"
+import { Upstream } from "../services/request/Upstream.js"
 import { Shuffler } from "../services/cluster/Shuffler.js"
 import { PlatformLive } from "./Platform.js"
 import { SrvResolver } from "../services/cluster/SrvResolver.js"
@@ -77,7 +79,9 @@ const RequestPathLive = Layer.mergeAll(RequestGate.Default, OwnEndpoints.Default
 /** The whole proxy: member list, shuffler and listeners. */
 export const ProxyLive = (config: ProxyConfigShape) =>
   Layer.merge(Listeners.Default, Shuffler.Default).pipe(
+    Layer.provideMerge(Http1Front.Default),
     Layer.provideMerge(Forwarder.Default),
+    Layer.provideMerge(Upstream.Default),
     Layer.provideMerge(RequestPathLive),
     Layer.provideMerge(MembersLive(config)),
   )

@@ -1,491 +1,556 @@
 /**
- * What happens to a request (SPEC §3): the node:http listeners and an undici pool per endpoint.
- * The hot path is plain callbacks reading the member list's snapshot synchronously; Effect
- * runs the lifecycle around it, never a fiber per request.
+ * The attempt and retry policy of the HTTP/1.1 path (SPEC §3.3–3.5, §3.12, §5.5, §5.7): which
+ * endpoint a request goes to, what counts as a member failure, and when a request may be sent
+ * again. It writes the member's answer to the client as it arrives, passing the member's head and
+ * body bytes on unchanged unless something in them must be dropped or framed anew.
  */
-import * as http from "node:http"
+import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Runtime from "effect/Runtime"
-import { Client, Pool, type Dispatcher } from "undici"
+import { firstEndpoint } from "../../domain/Admission.js"
 import { ProxyConfig } from "../../domain/Config.js"
-import type { Endpoint, EndpointTable } from "../../domain/Endpoints.js"
+import type { Endpoint } from "../../domain/Endpoints.js"
 import {
-  BadRequest,
-  BadRequestTarget,
   EndpointsExhausted,
-  httpAnswer,
-  RequestTooLarge,
   SentNotRetried,
   ZeroEndpoints,
   type ProxyRefusal,
 } from "../../domain/Errors.js"
+import { appendForwardedFor } from "../../domain/Headers.js"
 import {
-  appendForwardedFor,
-  clientAddress,
-  endToEnd,
-  hasContentLength,
-  requestDrop,
-  corsResponseDrop,
-  responseDrop,
-} from "../../domain/Headers.js"
-import { Discovery } from "../cluster/Discovery.js"
+  asChunk,
+  lastChunk,
+  readResponseHead,
+  writeRequestHead,
+  writeResponseHead,
+  type RequestHead,
+} from "../../domain/Http1.js"
 import { MemberList } from "../cluster/MemberList.js"
 import { Metrics, type DropReason } from "../Metrics.js"
-import { ModeGuard } from "./ModeGuard.js"
+import { failureTag } from "./Http2.js"
 import { ProxyIdentity } from "./ProxyIdentity.js"
-import { RequestGate } from "./RequestGate.js"
-import { TlsMaterial } from "../TlsMaterial.js"
-import { awaitClosed } from "./drain.js"
+import {
+  PoolFull,
+  Upstream,
+  type MemberConnection,
+  type MemberResponse,
+  type ResponseSink,
+} from "./Upstream.js"
 
-export const configPath = "/v2/config/local/proxy"
-export const metricsPath = "/metrics"
+/** A request body as the client sends it: pieces not yet handed to a member, and whether it ended. */
+export class RequestBody {
+  pieces: Array<Buffer> = []
+  ended: boolean
+  received = 0
+  /** A piece arrived or the body ended: the forwarding hands it on. */
+  onProgress: (() => void) | undefined = undefined
 
-/** Upper bounds that hold whatever the members advertise (SPEC §5.6). */
-export const limits = {
-  /** Sockets per endpoint: enough for thousands of open watches, far below the fd limit. */
-  connectionsPerEndpoint: 4_096,
-  /** Connections kept for the next long poll per endpoint, after a long poll got its event. */
-  idleWatchConnections: 256,
-  /** Requests held at once; past it the proxy answers 503 instead of growing. */
-  inFlight: 16_384,
-  /** How long in-flight requests may finish on shutdown before the rest are cut. */
-  drain: Duration.seconds(5),
-} as const
+  constructor(ended: boolean) {
+    this.ended = ended
+  }
 
-const bodylessMethods: ReadonlySet<string> = new Set(["GET", "HEAD", "DELETE", "OPTIONS"])
+  push(piece: Buffer): void {
+    this.pieces.push(piece)
+    this.received += piece.length
+    this.onProgress?.()
+  }
 
-/** A request the proxy holds: long polls and streams are watches, closed first on shutdown. */
-interface InFlight {
-  readonly res: http.ServerResponse
-  readonly watch: boolean
+  end(): void {
+    this.ended = true
+    this.onProgress?.()
+  }
 }
 
-/**
- * Errors undici raises about the request itself (a header it refuses, a malformed value):
- * the client's fault, answered 400; the endpoint stays available.
- */
-const requestErrorCodes: ReadonlySet<string> = new Set([
-  "UND_ERR_INVALID_ARG",
-  "UND_ERR_NOT_SUPPORTED",
-  "ERR_INVALID_CHAR",
-  "ERR_INVALID_ARG_TYPE",
-  "ERR_INVALID_ARG_VALUE",
-  "ERR_HTTP_INVALID_HEADER_VALUE",
-])
-const isInvalidRequest = (error: Error & { code?: string }): boolean =>
-  error.code !== undefined && requestErrorCodes.has(error.code)
+/** One request handed over by the HTTP/1.1 front, and where its answer goes. */
+export interface Exchange {
+  readonly method: string
+  readonly target: string
+  readonly head: RequestHead
+  /** The client's address, for `X-Forwarded-For`. */
+  readonly client: string
+  readonly socket: net.Socket
+  /** The client speaks HTTP/1.0: no chunked answers, the connection ends each answer. */
+  readonly http10: boolean
+  /** The client connection stays open after this answer. */
+  readonly keepAlive: boolean
+  readonly watch: boolean
+  /** Extra response header lines the proxy adds (`--cors`), `""` when none. */
+  readonly extraLines: string
+  readonly started: number
+  readonly body: RequestBody
+  /** The answer is complete (the front moves on); `close`: the client connection must end now. */
+  answered(close: boolean): void
+  /** The proxy answers itself; nothing of the member's answer was sent. */
+  refuse(refusal: ProxyRefusal): void
+  /** The answer cannot be completed: the client connection is closed. */
+  cut(): void
+  /** Stop or go on reading the client's body while the member is not taking it. */
+  pauseBody(): void
+  resumeBody(): void
+}
 
-const joined = (value: string | ReadonlyArray<string> | undefined): string | undefined =>
-  typeof value === "string" ? value : value?.join(", ")
+/** How a member's answer goes to the client. */
+const Framing = {
+  /** Head and body bytes as they came. */
+  Pass: 0,
+  /** A new head, the body bytes as they came. */
+  NewHead: 1,
+  /** A new head; the decoded body as it is (HTTP/1.0 clients), closing at the end. */
+  Unframed: 2,
+  /** A new head; the decoded body in chunks (an answer the member ended by closing). */
+  Chunked: 3,
+} as const
+type Framing = (typeof Framing)[keyof typeof Framing]
 
-const errorTag = (error: Error & { code?: string }): string => error.code ?? error.name
+const hasNoBody = (method: string, status: number): boolean =>
+  method === "HEAD" || status === 204 || status === 304 || (status >= 100 && status < 200)
+
+/** Why an attempt was given up before an answer, as logged and counted. */
+class AnswerTimeout extends Error {
+  readonly code = "AnswerTimeout"
+}
+class ReadTimeout extends Error {
+  readonly code = "ReadTimeout"
+}
+class WriteTimeout extends Error {
+  readonly code = "WriteTimeout"
+}
+
+/** A request being forwarded, as its front sees it. */
+export interface Forwarding {
+  /** Part of the member's answer went to the client already. */
+  readonly answering: boolean
+  /** The client left: the member connection and everything else the request holds are let go. */
+  abort(): void
+}
 
 export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder", {
   scoped: Effect.gen(function* () {
     const config = yield* ProxyConfig
     const members = yield* MemberList
-    const guard = yield* ModeGuard
-    const discovery = yield* Discovery
     const metrics = yield* Metrics
-    const tls = yield* TlsMaterial
-    const runtime = yield* Effect.runtime<never>()
     const identity = yield* ProxyIdentity
-    const gate = yield* RequestGate
+    const upstream = yield* Upstream
+    const answerMs = Duration.toMillis(config.answerTimeout)
     const readMs = Duration.toMillis(config.readTimeout)
-    const dialMs = Duration.toMillis(config.dialTimeout)
-    const maxBody = config.maxRequestBytes
-    const corsOrigins = new Set(config.cors)
+    const writeMs = Duration.toMillis(config.writeTimeout)
+    const cors = config.cors.length > 0
+    let turn = 0
 
-    // --- upstream pools -----------------------------------------------------------------
-    const clientOptions = {
-      headersTimeout: readMs,
-      bodyTimeout: readMs,
-      connect: { timeout: dialMs, noDelay: true, ...tls.towardsMembers },
-    }
-    const pools = new Map<string, Pool>()
-    const poolFor = (endpoint: Endpoint): Pool => {
-      let pool = pools.get(endpoint.key)
-      if (pool === undefined) {
-        pool = new Pool(endpoint.key, {
-          ...clientOptions,
-          connections: limits.connectionsPerEndpoint,
-          pipelining: 1,
-          keepAliveTimeout: 30_000,
-          keepAliveMaxTimeout: 600_000,
-        })
-        pools.set(endpoint.key, pool)
+    /** Forwardings with a deadline to watch: answer, read or write timeouts. */
+    const timed = new Set<Attempts>()
+
+    class Attempts implements ResponseSink, Forwarding {
+      readonly skipBody: boolean
+      private readonly retryAfterSend: boolean
+      private readonly longPoll: boolean
+      private readonly forwardedFor: string
+      private readonly available: ReadonlyArray<Endpoint>
+      private readonly first: number
+      private index = 0
+      private tried = 0
+      private endpoint: Endpoint | undefined = undefined
+      private connection: MemberConnection | undefined = undefined
+      private cancelDial: (() => void) | undefined = undefined
+      private nonce: string | undefined = undefined
+      /** Request bytes went to the current connection. */
+      private sent = false
+      /** The same endpoint was already tried again on a fresh connection (SPEC §5.5). */
+      private freshTried = false
+      private framing: Framing = Framing.Pass
+      /** The client got a chunked head from a member that then failed: a resend may continue it. */
+      private chunkedToClient = false
+      private headSent = false
+      private sentStatus = 0
+      private bodyBytesSent = 0
+      /** A long poll sent again after its member failed: the next head is swallowed (SPEC §5.7). */
+      private resent = false
+      private finished = false
+      private waitingForClient = false
+      answerBy = 0
+      lastRead = 0
+      writeBlockedSince = 0
+
+      constructor(private readonly exchange: Exchange) {
+        const method = exchange.method
+        this.skipBody = method === "HEAD"
+        this.retryAfterSend = method === "GET" || method === "HEAD"
+        this.longPoll = method === "GET" && exchange.watch
+        this.forwardedFor = appendForwardedFor(exchange.head.forwardedFor, exchange.client)
+        this.available = members.table().available
+        this.first = firstEndpoint(config.balance, this.available.length, turn++)
+        if (!exchange.body.ended) exchange.body.onProgress = () => this.sendBody()
       }
-      return pool
-    }
-    /**
-     * A watch gets a connection of its own: cancelling a pooled request makes undici dial a
-     * spare socket that would then sit idle, one per watch a client left. A watch that ends
-     * normally (a long poll that got its event) hands its connection to the next watch; one a
-     * client left is destroyed with its socket.
-     */
-    const idleWatchClients = new Map<string, Array<Client>>()
-    const takeWatchClient = (endpoint: Endpoint): Client =>
-      idleWatchClients.get(endpoint.key)?.pop() ?? new Client(endpoint.key, clientOptions)
-    const keepWatchClient = (endpoint: Endpoint, client: Client): void => {
-      let idle = idleWatchClients.get(endpoint.key)
-      if (idle === undefined) {
-        idle = []
-        idleWatchClients.set(endpoint.key, idle)
-      }
-      if (idle.length < limits.idleWatchConnections && pools.has(endpoint.key)) idle.push(client)
-      else void client.close()
-    }
-    members.onChange((table: EndpointTable) => {
-      for (const [key, pool] of pools) {
-        if (table.get(key) === undefined) {
-          pools.delete(key)
-          void pool.close().catch(() => pool.destroy())
-          for (const client of idleWatchClients.get(key) ?? []) void client.close()
-          idleWatchClients.delete(key)
-        }
-      }
-    })
 
-    // --- the request path ---------------------------------------------------------------
-    const inFlight = new Set<InFlight>()
-    let roundRobin = 0
-
-    const refuse = (res: http.ServerResponse, refusal: ProxyRefusal, close = false): void => {
-      const { status, body } = httpAnswer(refusal)
-      if (res.headersSent) {
-        res.destroy()
-        return
-      }
-      res.writeHead(status, {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(body),
-        ...(close ? { connection: "close" } : {}),
-      })
-      res.end(body)
-    }
-
-    const drop = (
-      res: http.ServerResponse,
-      method: string,
-      reason: DropReason,
-      refusal: ProxyRefusal,
-    ) => {
-      metrics.dropped(method, reason)
-      refuse(res, refusal)
-    }
-
-    /** The origin-form target: an absolute-form target keeps its path and query only (SPEC §3.2). */
-    const originForm = (target: string): string | undefined => {
-      if (target.startsWith("/")) return target
-      if (!/^https?:\/\//i.test(target) || !URL.canParse(target)) return undefined
-      const url = new URL(target)
-      return url.pathname + url.search
-    }
-
-    const answerConfig = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        res.writeHead(405, { allow: "GET", "content-type": "application/json" })
-        res.end(
-          JSON.stringify({ message: `httpproxy: ${req.method} not allowed on ${configPath}` }),
-        )
-        return
-      }
-      const table = members.table()
-      const status = discovery.status()
-      const body = JSON.stringify({
-        endpoints: table.available.map((endpoint) => endpoint.url),
-        mode: guard.mode,
-        members: table.members
-          .filter((member) => !member.isLearner)
-          .map((member) => ({
-            name: member.name,
-            clientURLs: member.clientURLs.flatMap((url) => {
-              const endpoint = table.all.find((e) => e.url === url.replace(/\/$/, ""))
-              return endpoint === undefined ? [] : [{ url: endpoint.url, state: endpoint.state }]
-            }),
-          })),
-        discovery:
-          status._tag === "Complete"
-            ? { state: "complete" }
-            : { state: "pending", registered: status.registered, size: status.size },
-      })
-      res.writeHead(200, {
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(body),
-      })
-      res.end(req.method === "HEAD" ? undefined : body)
-    }
-
-    const answerMetrics = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      if (req.method !== "GET" && req.method !== "HEAD") {
-        res.writeHead(405, { allow: "GET" })
-        res.end()
-        return
-      }
-      metrics.exposition().then(
-        (text) => {
-          res.writeHead(200, { "content-type": metrics.contentType })
-          res.end(req.method === "HEAD" ? undefined : text)
-        },
-        () => {
-          res.writeHead(500)
-          res.end()
-        },
-      )
-    }
-
-    const corsHeaders = (req: http.IncomingMessage): Record<string, string> | undefined => {
-      const origin = req.headers.origin
-      if (corsOrigins.size === 0 || origin === undefined) return undefined
-      if (!corsOrigins.has("*") && !corsOrigins.has(origin)) return undefined
-      return {
-        "access-control-allow-origin": corsOrigins.has("*") ? "*" : origin,
-        "access-control-allow-methods": "POST, GET, OPTIONS, PUT, DELETE",
-        "access-control-allow-headers":
-          req.headers["access-control-request-headers"] ?? "accept, content-type, authorization",
-      }
-    }
-
-    /** Sends the request to the endpoints in order until one answers (SPEC §3.3, §3.4). */
-    const forward = (
-      req: http.IncomingMessage,
-      res: http.ServerResponse,
-      target: string,
-      body: Buffer | null,
-      started: number,
-      watch: boolean,
-    ): void => {
-      const method = req.method!
-      const available = members.table().available
-      if (available.length === 0) {
-        drop(res, method, "zero_endpoints", new ZeroEndpoints())
-        return
-      }
-      const first = config.balance === "sticky" ? 0 : roundRobin++ % available.length
-      const baseHeaders = endToEnd(req.rawHeaders, requestDrop)
-      baseHeaders.push(
-        "x-forwarded-for",
-        appendForwardedFor(
-          joined(req.headers["x-forwarded-for"]),
-          clientAddress(req.socket.remoteAddress),
-        ),
-      )
-      const priorVia = req.headers.via
-      const retryAfterSend = method === "GET" || method === "HEAD"
-      const extraHeaders = corsHeaders(req)
-      let tried = 0
-      let cancel: ((reason: Error) => void) | undefined
-      let clientGone = false
-
-      res.once("close", () => {
-        if (!res.writableFinished) {
-          clientGone = true
-          cancel?.(new Error("client disconnected"))
-        }
-      })
-
-      const attempt = (): void => {
-        if (clientGone) return
-        if (tried === available.length) {
-          drop(res, method, "failed_getting_response", new EndpointsExhausted({ tried }))
+      start(): void {
+        metrics.request(this.exchange.method)
+        if (this.available.length === 0) {
+          this.drop("zero_endpoints", new ZeroEndpoints())
           return
         }
-        const endpoint = available[(first + tried) % available.length]!
-        tried += 1
-        const headers = baseHeaders.slice()
-        const stamp = identity.stamp(endpoint, priorVia)
-        headers.push("via", stamp.via)
-        let sent = false
-        let responded = false
-        const own = watch ? takeWatchClient(endpoint) : undefined
-
-        const handler: Dispatcher.DispatchHandler = {
-          onConnect(abort) {
-            sent = true
-            cancel = abort
-            if (clientGone) abort(new Error("client disconnected"))
-          },
-          onHeaders(statusCode, rawHeaders, resume, statusText) {
-            if (statusCode < 200) return true
-            responded = true
-            metrics.handled(method, statusCode, (performance.now() - started) / 1_000)
-            const headersOut = endToEnd(
-              rawHeaders,
-              corsOrigins.size > 0 ? corsResponseDrop : responseDrop,
-            )
-            if (extraHeaders !== undefined) {
-              for (const [name, value] of Object.entries(extraHeaders)) headersOut.push(name, value)
-            }
-            res.writeHead(statusCode, statusText, headersOut)
-            // A streamed answer (no Content-Length: long polls, watches) gets its headers now;
-            // a sized one goes out with its body in one write.
-            if (!hasContentLength(headersOut)) res.flushHeaders()
-            res.on("drain", resume)
-            return true
-          },
-          onData(chunk) {
-            return res.write(chunk)
-          },
-          onComplete() {
-            identity.release(stamp.nonce)
-            res.end()
-            if (own !== undefined) keepWatchClient(endpoint, own)
-          },
-          onError(error: Error & { code?: string }) {
-            identity.release(stamp.nonce)
-            void own?.destroy()
-            if (clientGone) {
-              metrics.dropped(method, "failed_sending_request")
-              return
-            }
-            if (responded) {
-              // Mid-body: the status is out; the client sees a cut stream, as from a member.
-              res.destroy()
-              return
-            }
-            if (isInvalidRequest(error)) {
-              refuse(res, new BadRequest({ reason: error.message }))
-              return
-            }
-            members.markFailed(endpoint, errorTag(error))
-            if (!sent || retryAfterSend) {
-              attempt()
-              return
-            }
-            drop(
-              res,
-              method,
-              "failed_getting_response",
-              new SentNotRetried({ endpoint: endpoint.url, method }),
-            )
-          },
-        }
-        ;(own ?? poolFor(endpoint)).dispatch(
-          { origin: endpoint.key, path: target, method, headers, body, idempotent: retryAfterSend },
-          handler,
-        )
+        this.next()
       }
-      attempt()
-    }
 
-    const handle = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      try {
-        route(req, res)
-      } catch (error) {
-        Runtime.runFork(runtime)(
-          Effect.logError("request handling failed").pipe(
-            Effect.annotateLogs({ method: req.method, target: req.url, error: String(error) }),
-          ),
-        )
-        if (!res.headersSent) {
-          res.writeHead(500, { "content-type": "application/json" })
-          res.end(JSON.stringify({ message: "httpproxy: internal error" }))
-        } else res.destroy()
+      /** The client left: everything this request holds is let go at once (SPEC §3.8, §3.13). */
+      abort(): void {
+        if (this.finished) return
+        metrics.dropped(this.exchange.method, "failed_sending_request")
+        this.finish()
+        this.connection?.destroy()
+        this.connection = undefined
+        this.cancelDial?.()
       }
-    }
 
-    const route = (req: http.IncomingMessage, res: http.ServerResponse): void => {
-      const method = req.method ?? "GET"
-      const target = originForm(req.url ?? "")
-      if (target === undefined) {
-        refuse(res, new BadRequestTarget({ target: req.url ?? "" }))
-        return
+      /** Part of the member's answer went to the client. */
+      get answering(): boolean {
+        return this.headSent && !this.finished
       }
-      const client = clientAddress(req.socket.remoteAddress)
-      const declaredLength = req.headers["content-length"]
-      const admission = gate.admit(
-        method,
-        target,
-        false,
-        declaredLength === undefined ? undefined : Number(declaredLength),
-        joined(req.headers.via),
-        client,
-      )
-      switch (admission._tag) {
-        case "Own":
-          return admission.endpoint === "config" ? answerConfig(req, res) : answerMetrics(req, res)
-        case "Preflight": {
-          const headers = corsHeaders(req)
-          res.writeHead(headers === undefined ? 403 : 200, headers ?? {})
-          res.end()
+
+      private finish(): void {
+        this.finished = true
+        this.exchange.body.onProgress = undefined
+        timed.delete(this)
+        if (this.nonce !== undefined) identity.release(this.nonce)
+        this.nonce = undefined
+        if (this.waitingForClient) this.exchange.socket.off("drain", this.clientDrained)
+      }
+
+      private drop(reason: DropReason, refusal: ProxyRefusal): void {
+        metrics.dropped(this.exchange.method, reason)
+        this.finish()
+        if (this.headSent) this.exchange.cut()
+        else this.exchange.refuse(refusal)
+      }
+
+      /** The next endpoint in order that is still available, or the end of the list. */
+      private next(): void {
+        if (this.finished) return
+        const table = members.table()
+        while (this.index < this.available.length) {
+          const endpoint = this.available[(this.first + this.index) % this.available.length]!
+          this.index += 1
+          // Another request may have found it failed meanwhile: no need to find out again.
+          if (table.get(endpoint.key)?.state !== "available") continue
+          this.tried += 1
+          this.freshTried = false
+          this.tryEndpoint(endpoint, upstream.idle(endpoint))
           return
         }
-        case "Refuse": {
-          const refusal = admission.refusal
-          if (admission.excludeEndpoint !== undefined) {
-            const endpoint = members.table().get(admission.excludeEndpoint)
-            if (endpoint !== undefined) members.excludeLoop(endpoint, endpoint.url)
+        this.drop("failed_getting_response", new EndpointsExhausted({ tried: this.tried }))
+      }
+
+      private tryEndpoint(endpoint: Endpoint, idle: MemberConnection | undefined): void {
+        this.endpoint = endpoint
+        if (idle !== undefined) {
+          this.send(idle)
+          return
+        }
+        this.cancelDial = upstream.dial(endpoint, (error, connection) => {
+          this.cancelDial = undefined
+          if (this.finished) {
+            connection?.destroy()
+            return
           }
-          if (refusal._tag === "WriteForbidden") metrics.refusedWrite("http")
-          if (refusal._tag === "RequestTooLarge") metrics.dropped(method, "failed_sending_request")
-          refuse(res, refusal, refusal._tag === "RequestTooLarge")
-          return
+          if (error !== undefined || connection === undefined) {
+            // A full pool is the proxy's own limit, not the member's failure.
+            if (!(error instanceof PoolFull)) members.markFailed(endpoint, failureTag(error))
+            this.next()
+            return
+          }
+          this.send(connection)
+        })
+      }
+
+      private send(connection: MemberConnection): void {
+        const endpoint = this.endpoint!
+        const exchange = this.exchange
+        this.connection = connection
+        connection.bind(this)
+        if (this.nonce !== undefined) identity.release(this.nonce)
+        const stamp = identity.stamp(endpoint, exchange.head.via)
+        this.nonce = stamp.nonce
+        const host = endpoint.key.slice(endpoint.key.indexOf("//") + 2)
+        const head = writeRequestHead(
+          exchange.method,
+          exchange.target,
+          host,
+          exchange.head,
+          this.forwardedFor,
+          stamp.via,
+        )
+        this.keptSent = 0
+        this.bodyClosed = false
+        this.sent = true
+        const ok = connection.write(head)
+        this.sendBody()
+        const now = performance.now()
+        this.answerBy = answerMs > 0 && this.retryAfterSend && !exchange.watch ? now + answerMs : 0
+        this.lastRead = readMs > 0 ? now : 0
+        this.writeBlockedSince = ok ? 0 : now
+        if (this.answerBy > 0 || this.lastRead > 0 || writeMs > 0) timed.add(this)
+      }
+
+      /** Hands the body pieces received so far to the member. */
+      private sendBody(): void {
+        const connection = this.connection
+        if (connection === undefined || this.finished) return
+        const body = this.exchange.body
+        const chunked = this.exchange.head.chunked
+        // A GET or HEAD may be sent again: its (small) body is kept whole for that.
+        const keep = this.retryAfterSend
+        const pieces = body.pieces
+        let ok = true
+        for (let i = this.keptSent; i < pieces.length; i++) {
+          ok = connection.write(chunked ? asChunk(pieces[i]!) : pieces[i]!)
+        }
+        if (keep) this.keptSent = pieces.length
+        else pieces.length = 0
+        if (body.ended && !this.bodyClosed) {
+          this.bodyClosed = true
+          if (chunked) ok = connection.write(lastChunk)
+        }
+        if (!ok) {
+          if (this.writeBlockedSince === 0) this.writeBlockedSince = performance.now()
+          this.exchange.pauseBody()
         }
       }
 
-      metrics.request(method)
-      const started = performance.now()
-      const watch = admission.watch
-      const entry: InFlight = { res, watch }
-      inFlight.add(entry)
-      gate.enter(client)
-      if (watch) metrics.watchOpened()
-      res.once("close", () => {
-        inFlight.delete(entry)
-        gate.leave(client)
-        if (watch) metrics.watchClosed()
-      })
+      private keptSent = 0
+      /** The whole body is with the member: the connection can carry another request after. */
+      private bodyClosed = false
 
-      const declared = Number(declaredLength ?? 0)
-      const hasBody =
-        declared > 0 ||
-        (req.headers["transfer-encoding"] !== undefined && !bodylessMethods.has(method))
-      if (!hasBody) {
-        req.resume()
-        forward(req, res, target, null, started, watch)
-        return
+      drained(): void {
+        this.writeBlockedSince = 0
+        this.exchange.resumeBody()
       }
-      const chunks: Array<Buffer> = []
-      let size = 0
-      req.on("data", (chunk: Buffer) => {
-        size += chunk.length
-        if (size > maxBody) {
-          req.removeAllListeners("data")
-          req.removeAllListeners("end")
-          req.resume()
-          metrics.dropped(method, "failed_sending_request")
-          refuse(res, new RequestTooLarge({ limit: maxBody }), true)
+
+      wantsDecoded(response: MemberResponse): boolean {
+        const exchange = this.exchange
+        const info = readResponseHead(response.headers, cors)
+        if (this.resent) {
+          // Continue the chunked body the client is reading, whatever this member's framing.
+          this.framing = info.chunked ? Framing.Pass : Framing.Chunked
+          return !info.chunked
+        }
+        const bodyless = hasNoBody(exchange.method, response.statusCode)
+        const selfFramed = bodyless || info.contentLength !== undefined
+        if (selfFramed || (info.chunked && !exchange.http10)) {
+          this.framing =
+            info.dropSome || cors || exchange.http10 || !exchange.keepAlive
+              ? Framing.NewHead
+              : Framing.Pass
+          this.chunkedToClient = info.chunked && !bodyless
+          return false
+        }
+        this.framing = exchange.http10 ? Framing.Unframed : Framing.Chunked
+        return true
+      }
+
+      head(
+        response: MemberResponse,
+        headBytes: Buffer,
+        rest: Buffer | undefined,
+        whole: Buffer | undefined,
+      ): void {
+        const exchange = this.exchange
+        timed.delete(this)
+        this.answerBy = 0
+        this.lastRead = readMs > 0 ? performance.now() : 0
+        if (this.lastRead > 0 || this.writeBlockedSince > 0) timed.add(this)
+        if (this.resent) {
+          // The client has the first member's head already: only the same status can continue it.
+          if (response.statusCode !== this.sentStatus) {
+            this.fail()
+            return
+          }
+          if (rest !== undefined) this.raw(rest)
           return
         }
-        chunks.push(chunk)
-      })
-      req.on("end", () => forward(req, res, target, Buffer.concat(chunks, size), started, watch))
-      req.on("error", () => res.destroy())
+        metrics.handled(
+          exchange.method,
+          response.statusCode,
+          (performance.now() - exchange.started) / 1_000,
+        )
+        this.headSent = true
+        this.sentStatus = response.statusCode
+        if (this.framing === Framing.Pass) {
+          this.toClient(
+            whole ?? (rest === undefined ? headBytes : Buffer.concat([headBytes, rest])),
+          )
+          this.bodyBytesSent = rest?.length ?? 0
+          return
+        }
+        const framingLines =
+          this.framing === Framing.Chunked ? "Transfer-Encoding: chunked\r\n" : ""
+        const connectionLine = exchange.http10
+          ? exchange.keepAlive && this.framing !== Framing.Unframed
+            ? "Connection: keep-alive\r\n"
+            : "Connection: close\r\n"
+          : exchange.keepAlive
+            ? ""
+            : "Connection: close\r\n"
+        const newHead = writeResponseHead(
+          response.statusCode,
+          response.statusMessage,
+          response.headers,
+          cors,
+          this.framing === Framing.NewHead,
+          exchange.extraLines + framingLines + connectionLine,
+        )
+        const socket = exchange.socket
+        if (rest === undefined) {
+          this.written(socket.write(newHead, "latin1"))
+          return
+        }
+        socket.cork()
+        socket.write(newHead, "latin1")
+        this.bodyBytesSent += rest.length
+        this.written(socket.write(rest))
+        socket.uncork()
+      }
+
+      raw(bytes: Buffer): void {
+        this.bodyBytesSent += bytes.length
+        this.toClient(bytes)
+      }
+
+      decoded(chunk: Buffer): void {
+        this.bodyBytesSent += chunk.length
+        if (this.framing === Framing.Chunked) {
+          const socket = this.exchange.socket
+          socket.cork()
+          let ok = true
+          for (const piece of asChunk(chunk)) ok = socket.write(piece)
+          socket.uncork()
+          this.written(ok)
+        } else this.toClient(chunk)
+      }
+
+      private toClient(bytes: Buffer): void {
+        if (this.lastRead > 0) this.lastRead = performance.now()
+        this.written(this.exchange.socket.write(bytes))
+      }
+
+      /** Backpressure: while the client is not reading, the member's answer is not read either. */
+      private written(ok: boolean): void {
+        if (ok || this.waitingForClient) return
+        this.waitingForClient = true
+        this.connection?.pause()
+        this.exchange.socket.once("drain", this.clientDrained)
+      }
+
+      private readonly clientDrained = (): void => {
+        this.waitingForClient = false
+        this.connection?.resume()
+      }
+
+      complete(): void {
+        if (this.framing === Framing.Chunked) this.exchange.socket.write(lastChunk)
+        const connection = this.connection
+        this.connection = undefined
+        this.finish()
+        // A member that answered before the whole body was sent expects the rest of it there.
+        if (this.bodyClosed) connection?.release()
+        else connection?.destroy()
+        this.exchange.answered(this.framing === Framing.Unframed || !this.exchange.keepAlive)
+      }
+
+      failed(error: Error, answered: boolean): void {
+        const endpoint = this.endpoint!
+        const connection = this.connection
+        this.connection = undefined
+        if (this.finished) return
+        if (!answered || this.resent) {
+          this.failedBeforeAnswer(endpoint, connection, error)
+          return
+        }
+        // A long poll whose member failed before any event reached the client has the same
+        // meaning on the next member: sent again, the client sees one answer (SPEC §5.7).
+        if (this.longPoll && this.bodyBytesSent === 0 && this.chunkedToClient) {
+          members.markFailed(endpoint, failureTag(error))
+          this.resent = true
+          this.next()
+          return
+        }
+        this.fail()
+      }
+
+      private failedBeforeAnswer(
+        endpoint: Endpoint,
+        connection: MemberConnection | undefined,
+        error: Error,
+      ): void {
+        const reused = connection !== undefined && connection.answers > 0 && !this.freshTried
+        if (reused && this.retryAfterSend) {
+          // A kept-alive connection the member had closed: not a member failure (SPEC §5.5).
+          this.freshTried = true
+          this.tryEndpoint(endpoint, undefined)
+          return
+        }
+        // A write on a kept-alive connection that died may have been a stale connection, not a
+        // failed member; it cannot be sent again either way.
+        if (!reused) members.markFailed(endpoint, failureTag(error))
+        if (!this.sent || this.retryAfterSend) {
+          this.next()
+          return
+        }
+        this.drop(
+          "failed_getting_response",
+          new SentNotRetried({ endpoint: endpoint.url, method: this.exchange.method }),
+        )
+      }
+
+      /** The answer broke off mid-way: the client sees a cut stream, as from a member. */
+      private fail(): void {
+        this.connection?.destroy()
+        this.connection = undefined
+        this.finish()
+        this.exchange.cut()
+      }
+
+      /** Called by the sweep: gives up a connection past one of its deadlines. */
+      expire(now: number): void {
+        let error: Error | undefined
+        if (this.answerBy > 0 && now >= this.answerBy) error = new AnswerTimeout()
+        else if (this.lastRead > 0 && now - this.lastRead >= readMs) error = new ReadTimeout()
+        else if (
+          writeMs > 0 &&
+          this.writeBlockedSince > 0 &&
+          now - this.writeBlockedSince >= writeMs
+        ) {
+          error = new WriteTimeout()
+        }
+        if (error === undefined) return
+        timed.delete(this)
+        const connection = this.connection
+        if (connection === undefined) return
+        this.connection = undefined
+        connection.destroy()
+        if (this.headSent && !this.resent) {
+          this.fail()
+          return
+        }
+        // No answer in time: the endpoint counts as failed; a GET or HEAD moves on (SPEC §3.12).
+        this.freshTried = true
+        this.failedBeforeAnswer(this.endpoint!, connection, error)
+      }
     }
 
-    /** Graceful stop (SPEC §8.5): watches are closed, the rest may finish within `limits.drain`. */
-    const drain = Effect.gen(function* () {
-      for (const entry of inFlight) if (entry.watch) entry.res.destroy()
-      yield* Effect.logInfo("draining requests").pipe(
-        Effect.annotateLogs({ inFlight: inFlight.size }),
-      )
-      yield* awaitClosed(inFlight, (entry) => entry.res, limits.drain)
-    })
-
-    yield* Effect.addFinalizer(() =>
-      Effect.forEach(
-        [...pools.values(), ...[...idleWatchClients.values()].flat()],
-        (dispatcher) => Effect.promise(() => dispatcher.destroy()),
-        { discard: true },
-      ),
-    )
+    const sweep = setInterval(() => {
+      if (timed.size === 0) return
+      const now = performance.now()
+      for (const forwarding of timed) forwarding.expire(now)
+    }, 250)
+    sweep.unref()
+    yield* Effect.addFinalizer(() => Effect.sync(() => clearInterval(sweep)))
 
     return {
-      /** The HTTP/1.1 request handler, for every listener. */
-      handle,
-      drain,
-      inFlight: (): number => inFlight.size,
+      /** Forwards one admitted request; the returned handle aborts it when the client leaves. */
+      forward: (exchange: Exchange): Forwarding => {
+        const forwarding = new Attempts(exchange)
+        forwarding.start()
+        return forwarding
+      },
     } as const
   }),
 }) {}
