@@ -257,6 +257,11 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         if (this.watch) metrics.watchClosed()
       }
 
+      /** Part of a member's answer went to the client already. */
+      get answering(): boolean {
+        return this.forwarding?.answering === true
+      }
+
       /** A long poll or stream that has not started yet, judged by its target alone. */
       get isWatchLike(): boolean {
         return this.watch || (!this.entered && isWatch(this.method, this.target, false))
@@ -449,9 +454,24 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         this.updateReading()
       }
 
-      /** Writes a framing refusal (after the answers already due) and closes. */
+      /**
+       * Writes a framing refusal (after the answers already due) and closes. A request whose body
+       * broke off is abandoned first: its member got an unfinished body, so nothing applies.
+       */
       private refuseFraming(status: FramingStatus): void {
         this.stopped = true
+        const broken = this.reading
+        this.reading = undefined
+        if (broken !== undefined) {
+          const at = this.queue.indexOf(broken)
+          if (at === 0 && broken.answering) {
+            this.destroy()
+            return
+          }
+          if (at >= 0) {
+            for (const dropped of this.queue.splice(at)) dropped.abandon()
+          }
+        }
         const framing = new Exchange(
           this,
           "GET",
@@ -463,7 +483,6 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           status,
           undefined,
         )
-        this.reading = undefined
         this.queue.push(framing)
         this.startNext()
       }
