@@ -83,12 +83,17 @@ export const proxyFlags: ReadonlyArray<FlagSpec> = [
   {
     name: "proxy-write-timeout",
     default: "5000",
-    help: "accepted for etcd compatibility: request bodies are buffered and written at once",
+    help: "ms a member may take to accept the bytes of a request",
   },
   {
     name: "proxy-read-timeout",
     default: "0",
     help: "ms a member may stay silent (0: none, keeps watches alive)",
+  },
+  {
+    name: "proxy-answer-timeout",
+    default: "5000",
+    help: "ms a GET or HEAD (not a watch) may wait for a member's answer before the next member is tried (0: none)",
   },
   {
     name: "proxy-balance",
@@ -356,6 +361,10 @@ export const buildConfig = (
       dialTimeout,
       writeTimeout: yield* parseMillis("proxy-write-timeout", get("proxy-write-timeout") ?? "5000"),
       readTimeout: yield* parseMillis("proxy-read-timeout", get("proxy-read-timeout") ?? "0"),
+      answerTimeout: yield* parseMillis(
+        "proxy-answer-timeout",
+        get("proxy-answer-timeout") ?? "5000",
+      ),
       balance,
       maxRequestBytes: yield* parsePositiveInt(
         "max-request-bytes",
