@@ -193,9 +193,28 @@ export class Metrics extends Effect.Service<Metrics>()("etcd-proxy/Metrics", {
         this.set(openWatches)
       },
     })
+    let memberConnections = (): { readonly busy: number; readonly idle: number } => ({
+      busy: 0,
+      idle: 0,
+    })
+    new Gauge({
+      name: "etcd_proxy_member_connections",
+      help: "HTTP/1.1 connections to members: carrying a request (busy) or kept for the next one (idle).",
+      labelNames: ["state"],
+      registers: [registry],
+      collect() {
+        const { busy, idle } = memberConnections()
+        this.labels("busy").set(busy)
+        this.labels("idle").set(idle)
+      },
+    })
 
     return {
       registry,
+      /** Where the member connection counts are read at scrape time. */
+      countMemberConnections: (read: typeof memberConnections): void => {
+        memberConnections = read
+      },
       request: (method: string): void => requests.add(method),
       handled: (method: string, code: number, seconds: number): void => {
         handled.add(`${method} ${code}`)

@@ -208,6 +208,32 @@ layer(Proxies.layer, { timeout: 90_000, excludeTestServices: true })("HTTP/1.1 f
       }),
     )
 
+    it.scoped(
+      "Content-Length bodies split anywhere, with empty lines and the next request in the same write",
+      () =>
+        Effect.gen(function* () {
+          const { proxy, member } = yield* proxies("on")
+          const first = put("split/a", "first-value")
+          const second = put("split/b", "second-value")
+          const cut = first.indexOf("value=first") + 3
+          const headCut = second.indexOf("Content-Type") + 5
+          const answer = yield* converse(
+            proxy.port,
+            [
+              first.slice(0, cut),
+              first.slice(cut, cut + 4),
+              first.slice(cut + 4) + "\r\n\r\n" + second.slice(0, headCut),
+              second.slice(headCut) + "GET /v2/keys/split/a HTTP/1.1\r\nHost: p\r\n\r\n",
+            ],
+            { gapMs: 100 },
+          )
+          expect(statuses(answer.text)).toEqual([201, 201, 200])
+          expect(yield* memberValue(member, "split/a")).toBe("first-value")
+          expect(yield* memberValue(member, "split/b")).toBe("second-value")
+          expect(answer.text).toContain('"value":"first-value"')
+        }),
+    )
+
     it.scoped("a head sent a byte at a time is still one request", () =>
       Effect.gen(function* () {
         const { proxy } = yield* proxies("on")

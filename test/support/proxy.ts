@@ -1,12 +1,28 @@
 /** The built `etcd-proxy` CLI as a child process, for integration tests. */
 import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Effect from "effect/Effect"
 import { freePort, stopProcess } from "../../scripts/lib/cluster.mjs"
 
 export const binPath = join(import.meta.dirname, "..", "..", "dist", "cli", "bin.js")
+
+/**
+ * The node flags the executable's shebang line gives it (`#!/usr/bin/env -S node FLAGS`): the
+ * tests run the CLI on `process.execPath` (the Node under test) with the same flags a user's
+ * `etcd-proxy` gets, so memory is measured as it runs in production.
+ */
+const nodeFlags = (): ReadonlyArray<string> => {
+  const first = readFileSync(binPath, "utf8").split("\n", 1)[0]!
+  const match = /^#!.*\bnode((?:\s+--\S+)*)\s*$/.exec(first)
+  return match === null
+    ? []
+    : match[1]!
+        .trim()
+        .split(/\s+/)
+        .filter((flag) => flag !== "")
+}
 
 export interface ProxyProcess {
   readonly url: string
@@ -32,7 +48,7 @@ export const spawnCli = (
   args: ReadonlyArray<string>,
   env: Readonly<Record<string, string>> = {},
 ) => {
-  const child = spawn(process.execPath, [binPath, ...args], {
+  const child = spawn(process.execPath, [...nodeFlags(), binPath, ...args], {
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   })

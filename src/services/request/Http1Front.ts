@@ -20,6 +20,7 @@ import { clientAddress } from "../../domain/Headers.js"
 import {
   continueHead,
   framingRefusal,
+  headEnd,
   readRequestHead,
   type RequestHead,
 } from "../../domain/Http1.js"
@@ -46,6 +47,16 @@ const statusLine = (status: number): string =>
   `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\n`
 
 const emptyBody = new RequestBody(true)
+/** The parser slot of the body callback (llhttp copies each piece only while one is set). */
+const bodySlot = 3
+
+/** llhttp lets empty lines go before a request line. */
+const afterEmptyLines = (bytes: Buffer, from: number): number => {
+  let at = from
+  while (at < bytes.length && (bytes[at] === 13 || bytes[at] === 10)) at += 1
+  return at
+}
+const noBytes = Buffer.alloc(0)
 
 export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Front", {
   scoped: Effect.gen(function* () {
@@ -287,11 +298,22 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
       private paused = false
       private lingerUntil = 0
       dead = false
+      // Where the parser stands in the bytes read, so that a Content-Length body can be passed on
+      // as slices of the Buffers that arrived instead of the parser's copies.
+      private chunk: Buffer | undefined = undefined
+      /** Offset in `chunk` where the next unparsed message starts; -1 when unknown. */
+      private at = 0
+      /** Bytes of a head begun in earlier reads. */
+      private pendingHead: Array<Buffer> = []
+      /** Bytes of the current Content-Length body still to come, taken from the reads. */
+      private rawRemaining = 0
+      private inMessage = false
 
       constructor(readonly socket: net.Socket) {
         this.address = clientAddress(socket.remoteAddress)
         this.parser = makeParser("request", {
           onMessageBegin: () => {
+            this.inMessage = true
             this.headStarted = performance.now()
           },
           onHeaders: (headers, url) => {
@@ -304,11 +326,14 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
             this.partialHeaders = []
             const target = url ?? this.partialUrl
             this.partialUrl = ""
+            const bodyStart = this.headEndHere()
             this.onRequest(major, minor, raw, methods[method ?? 0] ?? "GET", target, keepAlive)
+            this.takeBody(bodyStart)
             return 0
           },
           onBody: (chunk) => this.onBody(chunk),
           onMessageComplete: () => {
+            this.inMessage = false
             const exchange = this.reading
             this.reading = undefined
             if (exchange !== undefined && !exchange.body.ended) {
@@ -325,6 +350,17 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
 
       parse(chunk: Buffer): void {
         if (this.stopped) return
+        this.chunk = chunk
+        if (this.rawRemaining > 0) {
+          // The read starts with more of a Content-Length body.
+          const n = Math.min(this.rawRemaining, chunk.length)
+          this.rawRemaining -= n
+          this.at = n
+          this.deliverRaw(chunk.subarray(0, n))
+        } else if (!this.inMessage) {
+          this.at = 0
+          this.pendingHead.length = 0
+        } else if (this.at !== -1) this.at = 0
         let data = chunk
         for (;;) {
           const result = this.parser.execute(data)
@@ -336,8 +372,54 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           // (the member would too) and reads on.
           if (this.stopped || result <= 0 || result >= data.length) break
           data = data.subarray(result)
+          this.at = -1
         }
+        // A head that goes on in the next read keeps its bytes here (llhttp bounds its size).
+        if (this.inMessage && this.headStarted > 0 && this.at !== -1 && this.at < chunk.length) {
+          this.pendingHead.push(chunk.subarray(this.at))
+        }
+        this.chunk = undefined
         this.updateReading()
+      }
+
+      /** Where the head just parsed ends in the current read, or -1 when that is not known. */
+      private headEndHere(): number {
+        const chunk = this.chunk
+        if (chunk === undefined || this.at === -1) return -1
+        const start = this.at
+        if (this.pendingHead.length === 0) return headEnd(chunk, afterEmptyLines(chunk, start))
+        const earlier = Buffer.concat(this.pendingHead)
+        this.pendingHead.length = 0
+        const joined = Buffer.concat([earlier, chunk.subarray(start)])
+        const end = headEnd(joined, afterEmptyLines(joined, 0))
+        return end === -1 ? -1 : start + end - earlier.length
+      }
+
+      /**
+       * Takes the body of the request whose head just ended at `bodyStart`: a Content-Length body
+       * as slices of the reads; a chunked one (or one whose place is not known) decoded by the
+       * parser, a copy.
+       */
+      private takeBody(bodyStart: number): void {
+        const exchange = this.reading
+        const length = exchange?.head.contentLength ?? 0
+        if (exchange === undefined || exchange.head.chunked || bodyStart < 0 || length === 0) {
+          this.parser[bodySlot] = exchange === undefined ? undefined : this.onBodyCopy
+          this.at = exchange === undefined && bodyStart >= 0 ? bodyStart : -1
+          return
+        }
+        this.parser[bodySlot] = undefined
+        const chunk = this.chunk!
+        const n = Math.min(length, chunk.length - bodyStart)
+        this.rawRemaining = length - n
+        this.at = bodyStart + n
+        if (n > 0) this.deliverRaw(chunk.subarray(bodyStart, bodyStart + n))
+      }
+
+      private readonly onBodyCopy = (chunk: Buffer): void => this.onBody(chunk)
+
+      private deliverRaw(piece: Buffer): void {
+        this.onBody(piece)
       }
 
       private onRequest(
@@ -541,6 +623,11 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         if (this.lingerUntil > 0) {
           if (now >= this.lingerUntil) this.destroy()
           return
+        }
+        if (this.paused && !this.upstreamBlocked) {
+          // A connection the proxy does not read cannot see its client leave; an empty write
+          // can: a client that closed with answers unread has reset the connection.
+          this.socket.write(noBytes)
         }
         if (this.queue.length === 0) {
           if (this.headStarted > 0) {

@@ -12,6 +12,7 @@ import type { Endpoint, EndpointTable } from "../../domain/Endpoints.js"
 import { headEnd } from "../../domain/Http1.js"
 import { limits } from "../../domain/Limits.js"
 import { MemberList } from "../cluster/MemberList.js"
+import { Metrics } from "../Metrics.js"
 import { TlsMaterial } from "../TlsMaterial.js"
 import { DialTimeout } from "./Http2.js"
 import { isParseError, makeParser, type Parser } from "./llhttp.js"
@@ -368,6 +369,7 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
     const config = yield* ProxyConfig
     const members = yield* MemberList
     const tlsMaterial = yield* TlsMaterial
+    const metrics = yield* Metrics
     const dialMs = Duration.toMillis(config.dialTimeout)
     const pools = new Map<string, Pool>()
 
@@ -448,6 +450,16 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
         socket.destroy()
       }
     }
+
+    metrics.countMemberConnections(() => {
+      let busy = 0
+      let idle = 0
+      for (const pool of pools.values()) {
+        idle += pool.idle.length
+        busy += pool.size - pool.idle.length
+      }
+      return { busy, idle }
+    })
 
     const sweep = setInterval(() => {
       const now = performance.now()
