@@ -281,12 +281,11 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         this.keptSent = 0
         this.bodyClosed = false
         this.sent = true
-        const ok = connection.write(head)
-        this.sendBody()
         const now = performance.now()
+        this.writeBlockedSince = connection.write(head) ? 0 : now
+        this.sendBody()
         this.answerBy = answerMs > 0 && this.retryAfterSend && !exchange.watch ? now + answerMs : 0
         this.lastRead = readMs > 0 ? now : 0
-        this.writeBlockedSince = ok ? 0 : now
         if (this.answerBy > 0 || this.lastRead > 0 || writeMs > 0) timed.add(this)
       }
 

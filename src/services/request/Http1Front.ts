@@ -624,7 +624,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           if (now >= this.lingerUntil) this.destroy()
           return
         }
-        if (this.paused && !this.upstreamBlocked) {
+        if (this.paused) {
           // A connection the proxy does not read cannot see its client leave; an empty write
           // can: a client that closed with answers unread has reset the connection.
           this.socket.write(noBytes)

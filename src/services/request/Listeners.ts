@@ -32,6 +32,13 @@ const priMethod = Buffer.from("PRI ", "latin1")
 
 const printable = (url: URL): string => url.href.replace(/\/$/, "")
 
+/**
+ * What a client connection may have read ahead of what the proxy took from it: a connection
+ * the proxy does not read (pipelining bound, a member slow to take an upload) holds one read
+ * beyond this, not Node's default of 64 KiB more.
+ */
+const readAhead = 16_384
+
 type Handoff = (socket: net.Socket, head: Buffer) => void
 
 export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners", {
@@ -55,30 +62,37 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
       let head: Buffer | undefined
       const abandon = () => socket.destroy()
       const onData = (chunk: Buffer) => {
-        head = head === undefined ? chunk : Buffer.concat([head, chunk])
-        const verdict = sniffPreface(head)
-        if (verdict === "undecided") return
+        const bytes = head === undefined ? chunk : Buffer.concat([head, chunk])
+        const verdict = sniffPreface(bytes)
+        if (verdict === "undecided") {
+          head = bytes
+          return
+        }
+        // The listeners go, and with them this closure: nothing keeps the first bytes alive.
+        head = undefined
         socket.off("data", onData)
         socket.off("error", abandon)
         socket.off("end", abandon)
+        socket.off("timeout", abandon)
         socket.setTimeout(0)
         if (verdict === "h2") {
           socket.pause()
-          toHttp2(socket, head)
+          toHttp2(socket, bytes)
           return
         }
-        if (head.length >= priMethod.length && head.compare(priMethod, 0, 4, 0, 4) === 0) {
+        if (bytes.length >= priMethod.length && bytes.compare(priMethod, 0, 4, 0, 4) === 0) {
           // As etcd's Go server does: an HTTP/2 request line that is not the preface.
           socket.end(framingRefusal(505))
           return
         }
-        front.accept(socket, head)
+        front.accept(socket, bytes)
       }
       socket.on("data", onData)
       socket.on("error", abandon)
       socket.on("end", abandon)
       // An incomplete preface, or nothing at all, does not hold a connection for long.
-      socket.setTimeout(http1Limits.sniffMs, abandon)
+      socket.setTimeout(http1Limits.sniffMs)
+      socket.on("timeout", abandon)
     }
 
     const onConnection = (socket: net.Socket & { alpnProtocol?: string | false }): void => {
@@ -97,9 +111,10 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
                 ...tlsMaterial.server,
                 ALPNProtocols: alpnProtocols,
                 allowHalfOpen: true,
+                highWaterMark: readAhead,
                 handshakeTimeout: http1Limits.sniffMs,
               })
-            : net.createServer({ allowHalfOpen: true, noDelay: true })
+            : net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: readAhead })
           server.on(secure ? "secureConnection" : "connection", onConnection)
           // A failed handshake concerns that client alone; Node destroys its socket.
           server.on("tlsClientError", () => {})
