@@ -130,7 +130,16 @@ const openOutputs = (outputs: ReadonlyArray<string>) =>
           }),
       }),
       (fd) => Effect.sync(() => closeSync(fd)),
-    ).pipe(Effect.map((fd) => (line: string) => void writeSync(fd, line)))
+    ).pipe(
+      Effect.map((fd) => (line: string) => {
+        // A full disk or a closed file must not take the proxy down with it.
+        try {
+          writeSync(fd, line)
+        } catch {
+          return
+        }
+      }),
+    )
   })
 
 export const LoggingLive = (
