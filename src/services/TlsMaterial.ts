@@ -230,9 +230,10 @@ export class TlsMaterial extends Effect.Service<TlsMaterial>()("etcd-proxy/TlsMa
       files: A | undefined,
       load: (files: A) => Effect.Effect<Buffer | Pair, TlsFileError>,
     ) => (files === undefined ? Effect.succeed(undefined) : load(files)) as Loader<never>
+    const clientLoader = optional(clientFiles, loadPair)
     const loaders: { readonly [K in keyof Material]: Loader<Material[K]> } = {
-      server: optional(serverFiles, loadPair),
-      client: optional(clientFiles, loadPair),
+      server: serverFiles === clientFiles ? clientLoader : optional(serverFiles, loadPair),
+      client: clientLoader,
       peer: optional(peerFiles, loadPair),
       ca: optional(tls.trustedCaFile, (file) => loadCa("trusted-ca-file", file)),
       peerCa: optional(tls.peerTrustedCaFile, (file) => loadCa("peer-trusted-ca-file", file)),
@@ -297,14 +298,19 @@ export class TlsMaterial extends Effect.Service<TlsMaterial>()("etcd-proxy/TlsMa
         Effect.gen(function* () {
           const next: Record<string, unknown> = { ...material }
           let kept = 0
+          // The listeners' pair is often the client pair: read once, reported once.
+          const results = new Map<Loader<unknown>, Either.Either<unknown, TlsFileError>>()
           for (const [piece, load] of Object.entries(loaders) as Array<
             [keyof Material, Loader<unknown>]
           >) {
-            const loaded = yield* Effect.either(load)
+            const known = results.get(load)
+            const loaded = known ?? (yield* Effect.either(load))
+            results.set(load, loaded)
             if (Either.isRight(loaded)) {
               next[piece] = loaded.right
               continue
             }
+            if (known !== undefined) continue
             kept += 1
             yield* Effect.logError(
               "TLS file unusable on reload; keeping the previous material",
