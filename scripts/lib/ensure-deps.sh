@@ -10,7 +10,7 @@ purpose=${1:-test}
 declare -A packages=([etcd]=etcd-server [curl]=curl)
 case "$purpose" in
   test)
-    packages+=([etcdctl]=etcd-client [discovery.etcd.io]=etcd-discovery [dnsmasq]=dnsmasq-base [openssl]=openssl)
+    packages+=([etcdctl]=etcd-client [discovery.etcd.io]=etcd-discovery [dnsmasq]=dnsmasq-base [openssl]=openssl [promtool]=prometheus)
     ;;
   bench)
     packages+=([wrk]=wrk)

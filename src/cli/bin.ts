@@ -30,6 +30,10 @@ const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
   return 1
 }
 
+// SIGHUP must never kill the proxy (SPEC §8.7), also while it starts or drains: Node's default
+// for it is to exit. Once running, ReloadOnSighup re-reads the TLS files on it.
+process.on("SIGHUP", () => undefined)
+
 const argv = process.argv.slice(2)
 
 /** Each command loads only its own modules: the proxy never pays for @effect/cli's. */

@@ -95,7 +95,7 @@ export const runProxy = (
         return yield* Console.log(`etcd-proxy ${version}`)
       case "Run": {
         const { config, warnings } = invocation
-        const logging = LoggingLive(config.logFormat, config.logLevel)
+        const logging = LoggingLive(config.logFormat, config.logLevel, config.logOutputs)
         return yield* Effect.gen(function* () {
           for (const warning of warnings) yield* Effect.logWarning(warning)
           yield* Layer.launch(ProxyLive(config))

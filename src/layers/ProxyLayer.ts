@@ -12,6 +12,7 @@ import { Http1Front } from "../services/request/Http1Front.js"
 import { Listeners } from "../services/request/Listeners.js"
 import { MemberClient } from "../services/cluster/MemberClient.js"
 import { MemberList } from "../services/cluster/MemberList.js"
+import { MetricsListener } from "../services/request/MetricsListener.js"
 import { Metrics } from "../services/Metrics.js"
 import { ModeGuard } from "../services/request/ModeGuard.js"
 import { OwnEndpoints } from "../services/request/OwnEndpoints.js"
@@ -20,6 +21,7 @@ import { RequestGate } from "../services/request/RequestGate.js"
 import { Upstream } from "../services/request/Upstream.js"
 import { Shuffler } from "../services/cluster/Shuffler.js"
 import { PlatformLive } from "./Platform.js"
+import { ReloadOnSighup } from "./Reload.js"
 import { SrvResolver } from "../services/cluster/SrvResolver.js"
 import { TlsMaterial } from "../services/TlsMaterial.js"
 
@@ -60,15 +62,21 @@ export const MembersLive = (config: ProxyConfigShape) => {
   const configLayer = Layer.succeed(ProxyConfig, config)
   const dataDir = DataDir.Default.pipe(Layer.provide(PlatformLive))
   const discovery = Discovery.fromConfig(networkDiscovery).pipe(Layer.provide(dataDir))
-  const tls = TlsMaterial.Default
+  const tls = TlsMaterial.Default.pipe(Layer.provide(dataDir))
   const memberList = MemberList.Default.pipe(
     Layer.provide(
       Layer.mergeAll(discovery, dataDir, MemberClient.Default.pipe(Layer.provide(tls))),
     ),
   )
-  return Layer.mergeAll(memberList, discovery, tls, Metrics.Default, ModeGuard.Default).pipe(
-    Layer.provideMerge(Layer.merge(Metrics.Default, configLayer)),
-  )
+  const reload = ReloadOnSighup.pipe(Layer.provide(tls))
+  return Layer.mergeAll(
+    memberList,
+    discovery,
+    tls,
+    reload,
+    Metrics.Default,
+    ModeGuard.Default,
+  ).pipe(Layer.provideMerge(Layer.merge(Metrics.Default, configLayer)))
 }
 
 /** The request path's shared parts: identity, admission, and the proxy's own answers. */
@@ -78,7 +86,7 @@ const RequestPathLive = Layer.mergeAll(RequestGate.Default, OwnEndpoints.Default
 
 /** The whole proxy: member list, shuffler and listeners. */
 export const ProxyLive = (config: ProxyConfigShape) =>
-  Layer.merge(Listeners.Default, Shuffler.Default).pipe(
+  Layer.mergeAll(Listeners.Default, MetricsListener.Default, Shuffler.Default).pipe(
     Layer.provideMerge(Http1Front.Default),
     Layer.provideMerge(Forwarder.Default),
     Layer.provideMerge(Upstream.Default),

@@ -98,3 +98,38 @@ export const testCerts = Effect.gen(function* () {
     strangerKey: file("stranger.key"),
   } satisfies TestCerts
 })
+
+/** Another server-and-client certificate from the test CA, e.g. a renewed one: `{name}.pem`, `{name}.key`. */
+export const issueLeaf = (certs: TestCerts, name: string) => {
+  makeLeaf(certs.dir, "ca", name, serverAndClient)
+  return { cert: join(certs.dir, `${name}.pem`), key: join(certs.dir, `${name}.key`) }
+}
+
+/** Another client certificate from the test CA: `{name}.pem`, `{name}.key`. */
+export const issueClient = (certs: TestCerts, name: string) => {
+  makeLeaf(certs.dir, "ca", name, clientOnly)
+  return { cert: join(certs.dir, `${name}.pem`), key: join(certs.dir, `${name}.key`) }
+}
+
+/** A CRL from the test CA revoking `revoked` (certificate files), written to `crl.pem`. */
+export const revoke = (certs: TestCerts, revoked: ReadonlyArray<string>): string => {
+  const config = join(certs.dir, "ca.cnf")
+  writeFileSync(
+    config,
+    [
+      "[ca]",
+      "default_ca = test",
+      "[test]",
+      "database = index.txt",
+      "crlnumber = crlnumber",
+      "default_md = sha256",
+      "default_crl_days = 2",
+    ].join("\n"),
+  )
+  writeFileSync(join(certs.dir, "index.txt"), "")
+  writeFileSync(join(certs.dir, "crlnumber"), "01\n")
+  const ca = ["-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key"]
+  for (const cert of revoked) openssl(["ca", ...ca, "-revoke", cert], certs.dir)
+  openssl(["ca", ...ca, "-gencrl", "-out", "crl.pem"], certs.dir)
+  return join(certs.dir, "crl.pem")
+}

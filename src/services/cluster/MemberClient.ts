@@ -6,7 +6,7 @@ import * as Effect from "effect/Effect"
 import { Agent } from "undici"
 import { ProxyConfig } from "../../domain/Config.js"
 import { decodeMembers, isClusterId, type Member } from "../../domain/Member.js"
-import { TlsMaterial } from "../TlsMaterial.js"
+import { TlsMaterial, type ClientTls } from "../TlsMaterial.js"
 
 /** A peer did not give a usable member list; `reason` is worded for the log. */
 export class MemberFetchError extends Data.TaggedError("MemberFetchError")<{
@@ -31,20 +31,29 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
     const dialMs = Duration.toMillis(config.dialTimeout)
     // Control traffic gets its own small agents, apart from client requests: `/members` on peer
     // URLs with the peer TLS settings, `/health` on client URLs with the client ones (§8.3).
-    const agentWith = (tlsOptions: typeof tls.towardsPeers) =>
-      Effect.acquireRelease(
-        Effect.sync(
-          () =>
-            new Agent({
-              connect: { timeout: dialMs, ...tlsOptions },
-              connections: 2,
-              keepAliveTimeout: 1_000,
-            }),
-        ),
-        (agent) => Effect.promise(() => agent.close()),
-      )
-    const peerAgent = yield* agentWith(tls.towardsPeers)
-    const clientAgent = yield* agentWith(tls.towardsMembers)
+    // A TLS reload replaces both; requests already under way finish on the old ones.
+    const agentWith = (tlsOptions: ClientTls) =>
+      new Agent({
+        connect: { timeout: dialMs, ...tlsOptions },
+        connections: 2,
+        keepAliveTimeout: 1_000,
+      })
+    let peerAgent = agentWith(tls.towardsPeers())
+    let clientAgent = agentWith(tls.towardsMembers())
+    let closed = false
+    tls.onReload(() => {
+      if (closed) return
+      const old = [peerAgent, clientAgent]
+      peerAgent = agentWith(tls.towardsPeers())
+      clientAgent = agentWith(tls.towardsMembers())
+      for (const agent of old) void agent.close().catch(() => undefined)
+    })
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closed = true
+        return Promise.all([peerAgent.close(), clientAgent.close()])
+      }),
+    )
     const answerTimeout = Math.max(dialMs, 1_000) + 2_000
 
     const fetchMembers = (peer: string): Effect.Effect<MemberListAnswer, MemberFetchError> =>

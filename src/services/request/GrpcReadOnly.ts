@@ -105,7 +105,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
         else existing.waiting.push((error) => ready(error, existing.session))
         return
       }
-      const socket = dialMember(endpoint, tls.towardsMembers, dialMs)
+      const socket = dialMember(endpoint, tls.towardsMembers(), dialMs)
       const session = http2.connect(endpoint.key, {
         ...sessionOptions,
         createConnection: () => socket,

@@ -139,7 +139,7 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
         }
         const endpoint = available[(first + tried) % available.length]!
         tried += 1
-        const upstream = dialMember(endpoint, tls.towardsMembers, dialMs)
+        const upstream = dialMember(endpoint, tls.towardsMembers(), dialMs)
         dialling = upstream
         const onDialError = (error: Error) => {
           upstream.off(readyEvent(endpoint), onReady)

@@ -108,7 +108,7 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
           // Half-open is HTTP/1.1's business: a client that sent FIN may still read its answers.
           const server: net.Server = secure
             ? tls.createServer({
-                ...tlsMaterial.server,
+                ...tlsMaterial.server(),
                 ALPNProtocols: alpnProtocols,
                 allowHalfOpen: true,
                 highWaterMark: readAhead,
@@ -116,6 +116,10 @@ export class Listeners extends Effect.Service<Listeners>()("etcd-proxy/Listeners
               })
             : net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: readAhead })
           server.on(secure ? "secureConnection" : "connection", onConnection)
+          // SIGHUP (SPEC §8.7): new handshakes take the reloaded material, open connections keep theirs.
+          if (server instanceof tls.Server) {
+            tlsMaterial.onReload(() => server.setSecureContext(tlsMaterial.server()!))
+          }
           // A failed handshake concerns that client alone; Node destroys its socket.
           server.on("tlsClientError", () => {})
           return yield* Effect.async<net.Server, StartupError>((resume) => {

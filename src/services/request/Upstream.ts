@@ -417,7 +417,7 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
             port,
             ALPNProtocols: ["http/1.1"],
             ...(net.isIP(host) === 0 ? { servername: host } : {}),
-            ...tlsMaterial.towardsMembers,
+            ...tlsMaterial.towardsMembers(),
           })
         : net.connect({ host, port })
       socket.setNoDelay(true)
