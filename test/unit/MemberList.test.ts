@@ -644,6 +644,18 @@ describe("MemberList cluster file", () => {
     }),
   )
 
+  it.scoped("is not written from an answer the proxy refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      yield* answers(fake, peerUrl(1), [member(1), member(3)])
+      yield* Ref.set(fake.leaderless, new Set([clientUrl(1)]))
+      yield* Ref.set(fake.down, new Set([peerUrl(2)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(yield* Ref.get(fake.writes)).toEqual([[peerUrl(1), peerUrl(2)]])
+    }),
+  )
+
   it.scoped("is not written by a failed refresh", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeCluster([member(1)])
