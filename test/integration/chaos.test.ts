@@ -48,6 +48,8 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 240_000, excludeTestServices: t
               String(refreshMs),
               "--proxy-failure-wait",
               "2000",
+              "--proxy-answer-timeout",
+              "1000",
             ],
           })
           const put = yield* call(`${proxy.url}/v2/keys/chaos/get`, {
@@ -211,7 +213,7 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 240_000, excludeTestServices: t
           const gets = of("v2 GET")
           const failedGets = gets.filter((r) => r.status !== 200)
           const lines = [
-            `chaos under mixed load through the built CLI (refresh ${refreshMs} ms, failure wait 2000 ms), ${((Date.now() - begun) / 1000).toFixed(1)} s:`,
+            `chaos under mixed load through the built CLI (refresh ${refreshMs} ms, failure wait 2000 ms, answer timeout 1000 ms), ${((Date.now() - begun) / 1000).toFixed(1)} s:`,
             `  steps: ${steps.map((s) => `${s.at} ms ${s.what}`).join("; ")}`,
             `  requests ${results.length}; v2 GET ${gets.length}, failed ${failedGets.length}, latency p50 ${percentile(
               gets.map((r) => r.ms),
