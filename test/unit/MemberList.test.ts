@@ -9,13 +9,17 @@ import * as TestClock from "effect/TestClock"
 import type { EndpointTable } from "../../src/domain/Endpoints.js"
 import type { MemberList } from "../../src/services/cluster/MemberList.js"
 import {
+  captureLogs,
   clientUrl,
   fetchCount,
   makeFakeCluster,
   member,
   peerUrl,
   startMemberList,
+  type FakeCluster,
+  type LogLine,
 } from "./support/fakeCluster.js"
+import type { Member } from "../../src/domain/Member.js"
 
 const refreshInterval = Duration.millis(10_000)
 const failureWait = Duration.millis(3_000)
@@ -320,6 +324,298 @@ describe("MemberList refresh", () => {
   )
 })
 
+/** Makes `peer` answer `members` instead of the cluster's list (a member replaying its log). */
+const answers = (fake: FakeCluster, peer: string, members: ReadonlyArray<Member> | undefined) =>
+  Ref.update(fake.answers, (all) => {
+    const next = new Map(all)
+    if (members === undefined) next.delete(peer)
+    else next.set(peer, members)
+    return next
+  })
+
+const refusals = (lines: ReadonlyArray<LogLine>) =>
+  lines
+    .filter((l) => l.level === "WARN" && l.message.startsWith("member list answer refused"))
+    .map((l) => `${String(l.annotations["peer"])}: ${String(l.annotations["reason"])}`)
+
+const three = () => [member(1), member(2), member(3)]
+
+describe("MemberList trusts only plausible answers (SPEC §5.3)", () => {
+  it.scoped("an empty answer (etcd's null) never empties a good list", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      const before = list.table()
+      yield* answers(fake, peerUrl(1), [])
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("unchanged")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      expect(list.table().keys).toEqual(before.keys)
+      // Even when it is the only answer.
+      yield* Ref.set(fake.down, new Set([peerUrl(2), peerUrl(3)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+      expect(list.table().available).toHaveLength(3)
+    }),
+  )
+
+  it.scoped("an answer that leaves out the member that gave it is refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      // What a restarting member answered (observed): another member, without client URLs.
+      yield* answers(fake, peerUrl(1), [member(3, { clientURLs: [] })])
+      yield* Ref.set(fake.down, new Set([peerUrl(2), peerUrl(3)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+      expect(list.table().members.map((m) => m.name)).toEqual(["m1", "m2", "m3"])
+    }),
+  )
+
+  it.scoped("a list that loses members is taken when a second member agrees", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      // m3 is removed: it is gone, and neither remaining member reports a leader.
+      yield* Ref.set(fake.members, [member(1), member(2)])
+      yield* Ref.set(fake.leaderless, new Set([clientUrl(1), clientUrl(2)]))
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("updated")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      expect(yield* Ref.get(fake.leaderAsked)).toEqual([])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2)])
+    }),
+  )
+
+  it.scoped("a list that loses members is taken when its member reports a leader", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      // m2 and m3 are removed; m1 is alone and leads.
+      yield* Ref.set(fake.members, [member(1)])
+      expect(yield* list.refresh).toBe("updated")
+      expect(yield* Ref.get(fake.leaderAsked)).toEqual([clientUrl(1)])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1)])
+    }),
+  )
+
+  it.scoped("a list that loses members, unconfirmed and without a leader, is refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      // A starting member that has replayed itself only; its client port does not answer yet.
+      yield* answers(fake, peerUrl(1), [member(1, { clientURLs: [] })])
+      yield* Ref.set(fake.leaderless, new Set([clientUrl(1)]))
+      yield* Ref.set(fake.down, new Set([peerUrl(2), peerUrl(3)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(yield* Ref.get(fake.leaderAsked)).toEqual([clientUrl(1)])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+    }),
+  )
+
+  it.scoped("a partial list loses to another member's full one, and no leader is asked", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      yield* answers(fake, peerUrl(1), [member(1), member(2)])
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("unchanged")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      expect(yield* Ref.get(fake.leaderAsked)).toEqual([])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+    }),
+  )
+
+  it.scoped(
+    "members without client URLs keep the client URLs known for them, and their state",
+    () =>
+      Effect.gen(function* () {
+        const fake = yield* makeFakeCluster(three())
+        const list = yield* startMemberList(fake, { config })
+        list.markFailed(endpoint(list, 2), "ECONNREFUSED")
+        yield* answers(
+          fake,
+          peerUrl(1),
+          three().map((m, i) => (i === 0 ? m : member(i + 1, { clientURLs: [] }))),
+        )
+        yield* Ref.set(fake.fetched, [])
+        expect(yield* list.refresh).toBe("unchanged")
+        expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1)])
+        expect(states(list)).toEqual({
+          [clientUrl(1)]: "available",
+          [clientUrl(2)]: "failed",
+          [clientUrl(3)]: "available",
+        })
+        expect(list.table().members.map((m) => m.clientURLs)).toEqual([
+          [clientUrl(1)],
+          [clientUrl(2)],
+          [clientUrl(3)],
+        ])
+        // A plausible answer that names other client URLs replaces them.
+        yield* answers(fake, peerUrl(1), undefined)
+        yield* Ref.set(fake.members, [
+          member(1),
+          member(2),
+          member(3, { clientURLs: ["http://10.0.0.33:2379"] }),
+        ])
+        expect(yield* list.refresh).toBe("updated")
+        expect(sortedKeys(list.table())).toEqual([
+          clientUrl(1),
+          clientUrl(2),
+          "http://10.0.0.33:2379",
+        ])
+      }),
+  )
+
+  it.scoped(
+    "a member known without client URLs is kept, asked and saved, but gives no endpoint",
+    () =>
+      Effect.gen(function* () {
+        const fake = yield* makeFakeCluster([member(1), member(2)])
+        const list = yield* startMemberList(fake, { config })
+        // `member add`: m3 is in the cluster before it ever started.
+        yield* Ref.set(fake.members, [member(1), member(2), member(3, { clientURLs: [] })])
+        expect(yield* list.refresh).toBe("unchanged")
+        expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2)])
+        expect(list.table().members.map((m) => m.name)).toEqual(["m1", "m2", "m3"])
+        expect(yield* list.peerUrls).toEqual([peerUrl(1), peerUrl(2), peerUrl(3)])
+        expect((yield* Ref.get(fake.writes)).at(-1)).toEqual([peerUrl(1), peerUrl(2), peerUrl(3)])
+        // It starts and publishes its client URL.
+        yield* Ref.set(fake.members, three())
+        expect(yield* list.refresh).toBe("updated")
+        expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+      }),
+  )
+
+  it.scoped("a refused answer does not narrow the peers asked next", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      // Configured with member 1 only: the others are known from its answers.
+      const list = yield* startMemberList(fake, { config, peers: [peerUrl(1)] })
+      yield* answers(fake, peerUrl(1), [member(1)])
+      yield* Ref.set(fake.leaderless, new Set([clientUrl(1)]))
+      yield* Ref.set(fake.down, new Set([peerUrl(2), peerUrl(3)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(yield* list.peerUrls).toEqual([peerUrl(1), peerUrl(2), peerUrl(3)])
+      yield* Ref.set(fake.down, new Set([peerUrl(1)]))
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("unchanged")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+    }),
+  )
+
+  it.scoped("the cluster source's peers are asked even when no member list names them", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      const list = yield* startMemberList(fake, { config, peers: [peerUrl(1), peerUrl(2)] })
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1)])
+      // m1 goes away; m2 (named by the source only) is back.
+      yield* Ref.set(fake.members, [member(2)])
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("updated")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(2)])
+    }),
+  )
+
+  it.scoped("at start, a partial answer is not taken while another peer gives the whole list", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      // The first peer is replaying its log: it knows itself, with its client URL, only.
+      yield* answers(fake, peerUrl(1), [member(1)])
+      const list = yield* startMemberList(fake, { config })
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+    }),
+  )
+
+  it.scoped("a list naming another cluster id needs a second member of that cluster", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      const list = yield* startMemberList(fake, { config })
+      yield* Ref.set(fake.clusterIds, new Map([[peerUrl(1), "aaaa"]]))
+      expect(yield* list.refresh).toBe("unchanged")
+      expect(yield* Ref.get(fake.leaderAsked)).toEqual([])
+      // The whole cluster was rebuilt under a new id: two members agree.
+      yield* Ref.set(
+        fake.clusterIds,
+        new Map([
+          [peerUrl(1), "aaaa"],
+          [peerUrl(2), "aaaa"],
+          [peerUrl(3), "aaaa"],
+        ]),
+      )
+      yield* Ref.set(fake.fetched, [])
+      expect(yield* list.refresh).toBe("unchanged")
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1), peerUrl(2)])
+      yield* Ref.set(fake.fetched, [])
+      yield* list.refresh
+      expect(yield* Ref.get(fake.fetched)).toEqual([peerUrl(1)])
+    }),
+  )
+
+  it.scoped("a peer named by host name is recognised in an answer that gives its address", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster(three())
+      yield* Ref.set(fake.hosts, new Map([["node1", ["10.0.0.1"]]]))
+      yield* answers(fake, "http://node1:2380", three())
+      yield* answers(fake, "http://elsewhere:2380", three())
+      const list = yield* startMemberList(fake, {
+        config,
+        peers: ["http://elsewhere:2380", "http://node1:2380"],
+      })
+      // elsewhere does not resolve to any member: its answer does not include the member asked.
+      expect(yield* Ref.get(fake.fetched)).toEqual(["http://elsewhere:2380", "http://node1:2380"])
+      expect(sortedKeys(list.table())).toEqual([clientUrl(1), clientUrl(2), clientUrl(3)])
+    }),
+  )
+
+  it.scoped("a refused answer is logged once per episode, with the peer and why", () =>
+    Effect.gen(function* () {
+      const logs = yield* captureLogs
+      const fake = yield* makeFakeCluster(three())
+      yield* startMemberList(fake, { config })
+      yield* answers(fake, peerUrl(1), [])
+      yield* TestClock.adjust(Duration.millis(30_000))
+      expect(yield* fetchCount(fake)).toBe(7)
+      expect(refusals(logs)).toEqual([`${peerUrl(1)}: answered an empty member list`])
+      // Another shape from the same peer is a new warning; the same shape again is not.
+      yield* answers(fake, peerUrl(1), [member(2)])
+      yield* TestClock.adjust(Duration.millis(30_000))
+      expect(refusals(logs)).toHaveLength(2)
+      expect(refusals(logs)[1]).toContain("does not include the member at")
+      // The episode ends when the peer answers plausibly; a new one warns again.
+      yield* answers(fake, peerUrl(1), undefined)
+      yield* TestClock.adjust(refreshInterval)
+      yield* answers(fake, peerUrl(1), [member(2)])
+      yield* TestClock.adjust(refreshInterval)
+      expect(refusals(logs)).toHaveLength(3)
+      // The list changed once, when it was first taken.
+      expect(logs.filter((l) => l.message === "member list changed")).toHaveLength(1)
+    }),
+  )
+
+  it.scoped("with a refresh interval under 1 s, an empty list is retried at that interval", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1)])
+      yield* Ref.set(fake.down, "all")
+      const list = yield* startMemberList(fake, {
+        config: { ...config, refreshInterval: Duration.millis(200) },
+      })
+      expect(list.table().all).toHaveLength(0)
+      yield* TestClock.adjust(Duration.millis(199))
+      expect(yield* fetchCount(fake)).toBe(1)
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* fetchCount(fake)).toBe(2)
+      yield* TestClock.adjust(Duration.millis(800))
+      expect(yield* fetchCount(fake)).toBe(6)
+      yield* Ref.set(fake.down, new Set<string>())
+      yield* TestClock.adjust(Duration.millis(200))
+      expect(list.table().available).toHaveLength(1)
+    }),
+  )
+})
+
 describe("MemberList cluster file", () => {
   it.scoped("is written after a refresh that changed the peers, and only then", () =>
     Effect.gen(function* () {
@@ -345,6 +641,18 @@ describe("MemberList cluster file", () => {
       yield* startMemberList(fake, { config })
       expect(yield* fetchCount(fake)).toBe(1)
       expect(yield* Ref.get(fake.writes)).toEqual([])
+    }),
+  )
+
+  it.scoped("is not written from an answer the proxy refused", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, { config })
+      yield* answers(fake, peerUrl(1), [member(1), member(3)])
+      yield* Ref.set(fake.leaderless, new Set([clientUrl(1)]))
+      yield* Ref.set(fake.down, new Set([peerUrl(2)]))
+      expect(yield* list.refresh).toBe("refused")
+      expect(yield* Ref.get(fake.writes)).toEqual([[peerUrl(1), peerUrl(2)]])
     }),
   )
 

@@ -3,6 +3,7 @@ import { lookup } from "node:dns/promises"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
 import { Agent } from "undici"
 import { ProxyConfig } from "../../domain/Config.js"
 import { decodeMembers, isClusterId, type Member } from "../../domain/Member.js"
@@ -55,6 +56,7 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
       }),
     )
     const answerTimeout = Math.max(dialMs, 1_000) + 2_000
+    const leaderTimeout = Math.max(dialMs, 1_000)
 
     const fetchMembers = (peer: string): Effect.Effect<MemberListAnswer, MemberFetchError> =>
       Effect.tryPromise({
@@ -86,7 +88,8 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
               reason: `answered without a valid X-Etcd-Cluster-ID header (${String(clusterId)})`,
             })
           }
-          const decoded = decodeMembers(body)
+          // Go writes a nil slice as `null`: a member that has not replayed any member yet.
+          const decoded = decodeMembers(body.trim() === "null" ? "[]" : body)
           return decoded._tag === "Left"
             ? new MemberFetchError({ peer, reason: decoded.left })
             : Effect.succeed({ clusterId, members: decoded.right })
@@ -110,6 +113,48 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
         return true
       }).pipe(Effect.orElseSucceed(() => false))
 
+    const getJson = (clientUrl: string, path: string, post: boolean) =>
+      Effect.tryPromise(async (signal) => {
+        const url = new URL(path, clientUrl)
+        const response = await clientAgent.request({
+          origin: url.origin,
+          path: url.pathname,
+          method: post ? "POST" : "GET",
+          ...(post ? { body: "{}", headers: { "content-type": "application/json" } } : {}),
+          signal,
+          headersTimeout: leaderTimeout,
+          bodyTimeout: leaderTimeout,
+        })
+        const text = await response.body.text()
+        return response.statusCode === 200 ? (JSON.parse(text) as unknown) : undefined
+      }).pipe(Effect.orElseSucceed(() => undefined))
+
+    /**
+     * The leader the member at `clientUrl` knows, if any. A member serves its client port only
+     * once it has replayed its log and published itself through raft (etcd's client listener
+     * waits for the server to be ready), so any answer here comes from a member whose member
+     * list is current. The v3 gateway's `maintenance/status` gives raft's current leader
+     * (`"0"` when there is none); where it does not answer (auth enabled: Status needs a user),
+     * `GET /v2/stats/self` (`--enable-v2`) names the leader that last sent this member entries.
+     */
+    const leaderOf = (clientUrl: string): Effect.Effect<Option.Option<string>> =>
+      Effect.gen(function* () {
+        const status = (yield* getJson(clientUrl, "/v3/maintenance/status", true)) as
+          { leader?: unknown } | undefined
+        if (status !== undefined && status !== null && typeof status === "object") {
+          const leader = status.leader
+          return typeof leader === "string" && /^[1-9]\d*$/.test(leader)
+            ? Option.some(leader)
+            : Option.none()
+        }
+        const self = (yield* getJson(clientUrl, "/v2/stats/self", false)) as
+          { leaderInfo?: { leader?: unknown } } | undefined
+        const leader = self?.leaderInfo?.leader
+        return typeof leader === "string" && /^[0-9a-f]+$/i.test(leader) && !/^0+$/.test(leader)
+          ? Option.some(leader)
+          : Option.none()
+      }).pipe(Effect.withSpan("MemberClient.leaderOf", { attributes: { clientUrl } }))
+
     /** The addresses a host name resolves to; none when it does not resolve. */
     const resolve = (host: string): Effect.Effect<ReadonlyArray<string>> =>
       Effect.tryPromise(() => lookup(host, { all: true })).pipe(
@@ -118,6 +163,6 @@ export class MemberClient extends Effect.Service<MemberClient>()("etcd-proxy/Mem
         Effect.orElseSucceed(() => []),
       )
 
-    return { fetchMembers, probeHealth, resolve } as const
+    return { fetchMembers, probeHealth, leaderOf, resolve } as const
   }),
 }) {}

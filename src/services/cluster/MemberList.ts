@@ -15,8 +15,18 @@ import {
   tableFromMembers,
   type Endpoint,
 } from "../../domain/Endpoints.js"
-import { pointsAtListener, type OwnAddresses } from "../../domain/Loop.js"
+import { normalizeHost, pointsAtListener, type OwnAddresses } from "../../domain/Loop.js"
 import type { Member } from "../../domain/Member.js"
+import {
+  confirms,
+  judgeAnswer,
+  peerKey,
+  peersToAsk,
+  samePeerUrl,
+  unconfirmedReason,
+  type Plausible,
+  type TrustedList,
+} from "../../domain/MemberAnswer.js"
 import { DataDir } from "./DataDir.js"
 import { Discovery } from "./Discovery.js"
 import { MemberClient } from "./MemberClient.js"
@@ -27,7 +37,15 @@ type EndpointEvent =
   | { readonly _tag: "Failed"; readonly endpoint: Endpoint; readonly error: string }
   | { readonly _tag: "Loop"; readonly endpoint: Endpoint; readonly via: string }
 
-export type RefreshResult = "updated" | "unchanged" | "failed"
+/** `refused`: peers answered, but no answer could be trusted; `failed`: none answered. */
+export type RefreshResult = "updated" | "unchanged" | "failed" | "refused"
+
+type RefusalKind = "empty" | "not-self" | "unconfirmed"
+
+interface Refusal {
+  readonly kind: RefusalKind
+  readonly reason: string
+}
 
 const localAddresses = (): ReadonlyArray<string> =>
   Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address))
@@ -61,7 +79,11 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
 
     const own: OwnAddresses = { listeners: config.listenUrls, local: localAddresses() }
     let table = EndpointTable.empty
-    const peers = yield* Ref.make<ReadonlyArray<string>>([])
+    /** The cluster id of the trusted list; a list naming another one needs a second member. */
+    let clusterId: string | undefined
+    let failedInARow = 0
+    /** The cluster source's peer URLs: always asked, whatever the members answer. */
+    const sourcePeers = yield* Ref.make<ReadonlyArray<string>>([])
     const savedPeers = yield* Ref.make<string>("")
     const events = yield* Queue.unbounded<EndpointEvent>()
     const wake = yield* Queue.sliding<void>(1)
@@ -106,14 +128,156 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
         return (url: URL) => pointsAtListener(own, url, resolved.get(url.hostname) ?? [])
       })
 
-    const fetchFromAnyPeer = Effect.gen(function* () {
-      const reasons: Array<string> = []
-      for (const peer of [...(yield* Ref.get(peers))].sort()) {
+    /**
+     * Whether a member's peer URL is the one asked. A cluster source may name a member by
+     * another host name or address than the member advertises: compare resolved addresses then.
+     */
+    const askedPeerMatcher = (peer: string, members: ReadonlyArray<Member>) =>
+      Effect.gen(function* () {
+        const urls = members.flatMap((m) => m.peerURLs)
+        if (urls.some((url) => samePeerUrl(url, peer))) {
+          return (url: string) => samePeerUrl(url, peer)
+        }
+        const keysOf = (url: string) =>
+          Effect.gen(function* () {
+            const key = peerKey(url)
+            if (key === undefined) return new Set<string>()
+            const parsed = new URL(url)
+            const host = normalizeHost(parsed.hostname)
+            if (isIP(host) !== 0) return new Set([key])
+            const port =
+              parsed.port !== "" ? parsed.port : parsed.protocol === "https:" ? "443" : "80"
+            const addresses = yield* client.resolve(host)
+            return new Set(addresses.map((a) => `${parsed.protocol}//${normalizeHost(a)}:${port}`))
+          })
+        const asked = yield* keysOf(peer)
+        const matching = new Set<string>()
+        for (const url of new Set(urls)) {
+          const keys = yield* keysOf(url)
+          if ([...keys].some((key) => asked.has(key))) matching.add(url)
+        }
+        return (url: string) => matching.has(url)
+      })
+
+    /** Whether the member reports a leader on any of its client URLs. */
+    const reportsLeader = (member: Member) =>
+      Effect.gen(function* () {
+        for (const url of member.clientURLs) {
+          if (Option.isSome(yield* client.leaderOf(url))) return true
+        }
+        return false
+      })
+
+    /** Peers whose answers are being refused, and why; a warning starts each episode. */
+    let refusing = new Map<string, RefusalKind>()
+
+    const logRefusals = (asked: ReadonlyArray<string>, refused: ReadonlyMap<string, Refusal>) =>
+      Effect.gen(function* () {
+        const next = new Map([...refusing].filter(([peer]) => !asked.includes(peer)))
+        for (const [peer, refusal] of refused) {
+          const log = refusing.get(peer) === refusal.kind ? Effect.logDebug : Effect.logWarning
+          yield* log("member list answer refused; the proxy keeps what it knows").pipe(
+            Effect.annotateLogs({ peer, reason: refusal.reason, error: "ImplausibleMemberList" }),
+          )
+          next.set(peer, refusal.kind)
+        }
+        for (const peer of refusing.keys()) {
+          if (asked.includes(peer) && !refused.has(peer)) {
+            yield* Effect.logDebug("member answers with a plausible member list again").pipe(
+              Effect.annotateLogs({ peer }),
+            )
+          }
+        }
+        refusing = next
+      })
+
+    /**
+     * Asks the peers of every member known, in sorted order, and picks the answer to trust
+     * (SPEC §5.3): the first plausible one that loses no member and gives every member a client
+     * URL; else one that loses members but is confirmed by a second member; else, of the
+     * plausible lossless ones, the one with the most endpoints; else one that loses members
+     * from a member that reports a leader.
+     */
+    const askPeers = Effect.gen(function* () {
+      const trusted: TrustedList = { clusterId, members: table.members }
+      const source = yield* Ref.get(sourcePeers)
+      const peers = peersToAsk(source, trusted.members)
+      const asked: Array<string> = []
+      const failures: Array<string> = []
+      const refused = new Map<string, Refusal>()
+      const shrinking: Array<Plausible> = []
+      const partial: Array<Plausible> = []
+      let taken: Plausible | undefined
+      // Before a first list, an answer that does not name every peer of the cluster source may
+      // be a starting member's partial one: ask the others too.
+      const coversSource = (judgement: Plausible) =>
+        trusted.members.length > 0 ||
+        source.every((peer) =>
+          judgement.members.some((m) => m.peerURLs.some((url) => samePeerUrl(url, peer))),
+        )
+
+      for (const peer of peers) {
+        asked.push(peer)
         const answer = yield* Effect.either(client.fetchMembers(peer))
-        if (Either.isRight(answer)) return Either.right(answer.right.members)
-        reasons.push(`${peer}: ${answer.left.reason}`)
+        if (Either.isLeft(answer)) {
+          failures.push(`${peer}: ${answer.left.reason}`)
+          continue
+        }
+        const isAsked = yield* askedPeerMatcher(peer, answer.right.members)
+        const judgement = judgeAnswer({ peer, ...answer.right }, trusted, isAsked)
+        if (judgement._tag === "Refused") {
+          refused.set(peer, { kind: judgement.kind, reason: judgement.reason })
+          continue
+        }
+        if (judgement.lost.length === 0) {
+          if (judgement.complete && coversSource(judgement)) {
+            taken = judgement
+            break
+          }
+          partial.push(judgement)
+          continue
+        }
+        if (shrinking.some((other) => confirms(other, judgement))) {
+          taken = judgement
+          break
+        }
+        shrinking.push(judgement)
       }
-      return Either.left(reasons.length === 0 ? "no peer URLs known" : reasons.join("; "))
+      if (taken === undefined && partial.length > 0) {
+        taken = partial.reduce((best, j) => (j.clientUrlCount > best.clientUrlCount ? j : best))
+      }
+      if (taken === undefined) {
+        for (const candidate of shrinking) {
+          if (yield* reportsLeader(candidate.answering)) {
+            taken = candidate
+            break
+          }
+        }
+      }
+      for (const judgement of shrinking) {
+        if (judgement === taken || (taken !== undefined && confirms(judgement, taken))) continue
+        refused.set(judgement.peer, {
+          kind: "unconfirmed",
+          reason: unconfirmedReason(judgement, trusted, taken !== undefined),
+        })
+      }
+      for (const judgement of partial) {
+        if (judgement !== taken) {
+          yield* Effect.logDebug("member list answer without some client URLs; another taken").pipe(
+            Effect.annotateLogs({ peer: judgement.peer }),
+          )
+        }
+      }
+      yield* logRefusals(asked, refused)
+      if (taken !== undefined) return Either.right(taken)
+      const reasons = [
+        ...failures,
+        ...[...refused].map(([peer, refusal]) => `${peer}: refused: ${refusal.reason}`),
+      ]
+      return Either.left({
+        refused: refused.size > 0,
+        reason: reasons.length === 0 ? "no peer URLs known" : reasons.join("; "),
+      })
     })
 
     const logTableChange = (before: EndpointTable, after: EndpointTable) =>
@@ -142,25 +306,23 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
         }
       })
 
-    let failedInARow = 0
-
-    /** One refresh: ask the peers in sorted order; on failure keep the last good list (SPEC §5.2). */
+    /** One refresh; when no answer can be trusted, keep the last good list (SPEC §5.2, §5.3). */
     const refresh: Effect.Effect<RefreshResult> = Effect.gen(function* () {
-      const answer = yield* fetchFromAnyPeer
+      const answer = yield* askPeers
       if (Either.isLeft(answer)) {
         metrics.refresh("failure")
         failedInARow += 1
-        // One warning per outage; the 1 s retries while nothing is available log at debug.
+        // One warning per outage; the retries while nothing is available log at debug.
         const log = failedInARow === 1 ? Effect.logWarning : Effect.logDebug
         yield* log("member list refresh failed; keeping the last good list").pipe(
           Effect.annotateLogs({
             error: "MemberFetchError",
-            reason: answer.left,
+            reason: answer.left.reason,
             endpoints: table.all.length,
             attempt: failedInARow,
           }),
         )
-        return "failed" as const
+        return answer.left.refused ? ("refused" as const) : ("failed" as const)
       }
       metrics.refresh("success")
       if (failedInARow > 0) {
@@ -169,7 +331,8 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
         )
         failedInARow = 0
       }
-      const members = answer.right
+      const { members } = answer.right
+      clusterId = answer.right.clusterId
       const before = table
       let next = tableFromMembers(members, before, yield* isOwnListener(members))
       const setChanged = !sameSet(before, next)
@@ -179,7 +342,6 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
 
       const learned = [...new Set(members.flatMap((m) => m.peerURLs))].sort()
       if (learned.length > 0) {
-        yield* Ref.set(peers, learned)
         const encoded = learned.join(",")
         if (encoded !== (yield* Ref.get(savedPeers))) {
           yield* dataDir.writeCluster(learned).pipe(
@@ -240,12 +402,19 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       savedPeers,
       Option.match(onDisk, { onNone: () => "", onSome: (ps) => [...ps].sort().join(",") }),
     )
-    const initialPeers = (ps: ReadonlyArray<string>) => Ref.set(peers, ps)
+    const initialPeers = (ps: ReadonlyArray<string>) =>
+      Ref.set(
+        sourcePeers,
+        ps.map((p) => p.replace(/\/+$/, "")),
+      )
 
-    /** Refresh every interval; while nothing is available, every second (SPEC §5.2). */
+    // While nothing is available, every second, or at the refresh interval when that is shorter.
+    const outageDelay = Duration.min(Duration.seconds(1), config.refreshInterval)
+
+    /** Refresh every interval; while nothing is available, at least every second (SPEC §5.2). */
     const refreshLoop = Effect.gen(function* () {
       while (true) {
-        const delay = table.available.length === 0 ? Duration.seconds(1) : config.refreshInterval
+        const delay = table.available.length === 0 ? outageDelay : config.refreshInterval
         yield* Effect.raceFirst(Effect.sleep(delay), Queue.take(wake))
         yield* refresh
       }
@@ -273,7 +442,8 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       /** The current snapshot; read synchronously on every request. */
       table: (): EndpointTable => table,
       refresh,
-      peerUrls: Ref.get(peers),
+      /** The peer URLs the next refresh asks: the cluster source's and every member's. */
+      peerUrls: Effect.map(Ref.get(sourcePeers), (source) => peersToAsk(source, table.members)),
       /** Called by the hot path when a connection to the endpoint failed. */
       markFailed: (endpoint: Endpoint, error: string): void => {
         const next = table.markFailed(endpoint.key)

@@ -4,7 +4,11 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as FiberRef from "effect/FiberRef"
+import * as HashMap from "effect/HashMap"
+import * as HashSet from "effect/HashSet"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
@@ -34,8 +38,19 @@ export const peerUrl = (n: number) => `http://10.0.0.${n}:2380`
 export const clientUrl = (n: number) => `http://10.0.0.${n}:2379`
 
 export interface FakeCluster {
-  /** What every reachable peer answers to `GET /members`. */
+  /**
+   * The cluster's members: what every member's peer answers to `GET /members`. A peer URL no
+   * member has refuses connections (a removed member is gone).
+   */
   readonly members: Ref.Ref<ReadonlyArray<Member>>
+  /** What one peer answers instead, e.g. a member replaying its log; `[]` is etcd's `null`. */
+  readonly answers: Ref.Ref<ReadonlyMap<string, ReadonlyArray<Member>>>
+  /** The cluster id each peer answers with (default: one id for all). */
+  readonly clusterIds: Ref.Ref<ReadonlyMap<string, string>>
+  /** Client URLs whose member reports no leader (default: every member reports one). */
+  readonly leaderless: Ref.Ref<ReadonlySet<string>>
+  /** Every client URL asked for its leader, in order. */
+  readonly leaderAsked: Ref.Ref<ReadonlyArray<string>>
   /** Peers whose `/members` fails; `"all"` makes every peer fail. */
   readonly down: Ref.Ref<ReadonlySet<string> | "all">
   /** Every peer asked, in order. */
@@ -56,6 +71,10 @@ export const makeFakeCluster = (members: ReadonlyArray<Member>) =>
   Effect.gen(function* () {
     const fake: FakeCluster = {
       members: yield* Ref.make(members),
+      answers: yield* Ref.make<ReadonlyMap<string, ReadonlyArray<Member>>>(new Map()),
+      clusterIds: yield* Ref.make<ReadonlyMap<string, string>>(new Map()),
+      leaderless: yield* Ref.make<ReadonlySet<string>>(new Set<string>()),
+      leaderAsked: yield* Ref.make<ReadonlyArray<string>>([]),
       down: yield* Ref.make<ReadonlySet<string> | "all">(new Set<string>()),
       fetched: yield* Ref.make<ReadonlyArray<string>>([]),
       healthy: yield* Ref.make<ReadonlySet<string>>(new Set<string>()),
@@ -72,6 +91,8 @@ export const fetchCount = (fake: FakeCluster) =>
 
 const fetchLimit = 1_000
 
+export const defaultClusterId = "cdf818194e3a8c32"
+
 const fakeMemberClient = (fake: FakeCluster) =>
   MemberClient.make({
     fetchMembers: (peer) =>
@@ -84,7 +105,23 @@ const fakeMemberClient = (fake: FakeCluster) =>
         if (down === "all" || down.has(peer)) {
           return yield* new MemberFetchError({ peer, reason: "ECONNREFUSED" })
         }
-        return { clusterId: "cdf818194e3a8c32", members: yield* Ref.get(fake.members) }
+        const clusterId = (yield* Ref.get(fake.clusterIds)).get(peer) ?? defaultClusterId
+        const scripted = (yield* Ref.get(fake.answers)).get(peer)
+        if (scripted !== undefined) return { clusterId, members: scripted }
+        const members = yield* Ref.get(fake.members)
+        if (!members.some((m) => m.peerURLs.includes(peer))) {
+          return yield* new MemberFetchError({ peer, reason: "ECONNREFUSED" })
+        }
+        return { clusterId, members }
+      }),
+    leaderOf: (clientUrl) =>
+      Effect.gen(function* () {
+        yield* Ref.update(fake.leaderAsked, (urls) => [...urls, clientUrl])
+        const members = yield* Ref.get(fake.members)
+        const serving = members.some((m) => m.clientURLs.includes(clientUrl))
+        return serving && !(yield* Ref.get(fake.leaderless)).has(clientUrl)
+          ? Option.some(members[0]!.id as string)
+          : Option.none()
       }),
     probeHealth: (clientUrl) =>
       Effect.gen(function* () {
@@ -163,3 +200,29 @@ export const startShuffler = (
     )
     return { list: Context.get(context, MemberList), shuffler: Context.get(context, Shuffler) }
   })
+
+export interface LogLine {
+  readonly level: string
+  readonly message: string
+  readonly annotations: Readonly<Record<string, unknown>>
+}
+
+/**
+ * Collects every log line at info and above for the rest of the scope, in a live array:
+ * fibers forked later (the member list's own) inherit the logger.
+ */
+export const captureLogs: Effect.Effect<ReadonlyArray<LogLine>, never, Scope.Scope> = Effect.gen(
+  function* () {
+    const lines: Array<LogLine> = []
+    const logger = Logger.make(({ logLevel, message, annotations }) => {
+      const text = Array.isArray(message) ? message.map(String).join(" ") : String(message)
+      lines.push({
+        level: logLevel.label,
+        message: text,
+        annotations: Object.fromEntries(HashMap.toEntries(annotations)),
+      })
+    })
+    yield* Effect.locallyScopedWith(FiberRef.currentLoggers, HashSet.add(logger))
+    return lines
+  },
+)
