@@ -21,8 +21,12 @@ export const limits = {
 export const http1Limits = {
   /** Requests read and not yet answered on one connection; past it the proxy stops reading it. */
   pipelineDepth: 16,
-  /** An idle keep-alive connection is closed after this long (Node's server default). */
-  keepAliveMs: 5_000,
+  /**
+   * An idle keep-alive connection is closed after this long. Members and etcd's own proxy never
+   * close idle client connections, and clients reuse them for long (Go's transport keeps them 90
+   * s or forever): closing early makes a request race the close. nginx keeps them 75 s.
+   */
+  keepAliveMs: 75_000,
   /** A request head must be complete this long after its first byte, else 408 (Node's default). */
   headersMs: 60_000,
   /** A request body that makes no progress this long is answered 408 and the connection closed. */
