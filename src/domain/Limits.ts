@@ -13,6 +13,34 @@ export const limits = {
   idleConnectionsPerEndpoint: 256,
   /** HTTP/2 connections relayed at once in read-write mode (two sockets each). */
   relays: 4_096,
+  /**
+   * HTTP/2 flow-control window of one stream in the read-only front, towards clients and members
+   * alike: what a stream whose reader stalls may hold in the proxy, each way. One maximum-size
+   * frame: a connection at the stream bound holds about 4 MiB however its client stalls, and the
+   * buffers are small enough to be returned soon after (64 KiB windows left some 16 MiB of
+   * buffers waiting for a full garbage collection that an idle proxy does not run). It costs a
+   * single big answer some speed on a slow link (16 KiB per round trip); on loopback and a LAN,
+   * 1 MB Range answers came out no slower than with 64 KiB.
+   */
+  http2StreamWindow: 16_384,
+  /**
+   * HTTP/2 flow-control window of a whole connection: wide, so that a stalled stream never holds
+   * up the others (the proxy takes connection-level data off the socket as it arrives).
+   */
+  http2ConnectionWindow: 1 << 20,
+  /**
+   * An HTTP/2 client connection silent for this long is pinged, and destroyed when the answer
+   * does not come within as long again: a connection Node's HTTP/2 stopped reading after a
+   * protocol error (Node 20 neither reports nor closes it) cannot answer.
+   */
+  http2IdleProbe: Duration.seconds(4),
+  /**
+   * An HTTP/2 client connection that opened this many streams leaves memory worth giving back
+   * when it ends: a full garbage collection follows once such connections have stopped ending
+   * for `http2BurstQuiet`.
+   */
+  http2BurstStreams: 100,
+  http2BurstQuiet: Duration.seconds(2),
   /** How long in-flight requests may finish on shutdown before the rest are cut. */
   drain: Duration.seconds(5),
 } as const

@@ -8,6 +8,7 @@ import * as http2 from "node:http2"
 import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
 import { ProxyConfig } from "../../domain/Config.js"
 import type { Endpoint, EndpointTable } from "../../domain/Endpoints.js"
 import { EndpointsExhausted, ZeroEndpoints } from "../../domain/Errors.js"
@@ -18,6 +19,7 @@ import { firstEndpoint, type OwnEndpoint } from "../../domain/Admission.js"
 import {
   answerGrpc,
   answerRefusal,
+  burstRelease,
   dialMember,
   failureTag,
   grpcStatus,
@@ -45,12 +47,12 @@ const connectionSpecific: ReadonlySet<string> = new Set([
   "host",
 ])
 
-/** Flow-control windows: large enough that a big range answer is not throttled by 64 KiB steps. */
-const window = 1 << 20
-const sessionOptions = {
-  settings: { enablePush: false, initialWindowSize: window },
-  maxSessionMemory: 64,
-} as const
+/**
+ * Small stream windows and a wide connection window (SPEC §3.13): the proxy takes no more of a
+ * stream than one window while its reader does not read, whichever side stalls.
+ */
+const sessionSettings = { enablePush: false, initialWindowSize: limits.http2StreamWindow } as const
+const maxSessionMemory = 64
 
 /** One pooled client session to a member. */
 interface Upstream {
@@ -82,6 +84,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     const gate = yield* RequestGate
     const own = yield* OwnEndpoints
     const dialMs = Duration.toMillis(config.dialTimeout)
+    const runtime = yield* Effect.runtime<never>()
 
     // --- pooled sessions to members -----------------------------------------------------
     const upstreams = new Map<string, Upstream>()
@@ -107,7 +110,8 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       }
       const socket = dialMember(endpoint, tls.towardsMembers(), dialMs)
       const session = http2.connect(endpoint.key, {
-        ...sessionOptions,
+        settings: sessionSettings,
+        maxSessionMemory,
         createConnection: () => socket,
       })
       const upstream: Upstream = { session, connected: false, lost: false, waiting: [] }
@@ -119,13 +123,23 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       })
       session.once("connect", () => {
         upstream.connected = true
-        session.setLocalWindowSize(window)
+        session.setLocalWindowSize(limits.http2ConnectionWindow)
         settle(upstream, undefined)
       })
       session.on("error", (error) => {
         forget(endpoint.key, upstream)
-        if (upstream.connected) members.markFailed(endpoint, failureTag(error))
-        else settle(upstream, error)
+        if (!upstream.connected) {
+          settle(upstream, error)
+          return
+        }
+        // Only a connection that could not be made counts against the member (SPEC §3.13): an
+        // error on a session that carried calls may come from one client's stream. The calls on
+        // it end with UNAVAILABLE and the next call dials a fresh session.
+        Runtime.runFork(runtime)(
+          Effect.logDebug("HTTP/2 session to a member failed").pipe(
+            Effect.annotateLogs({ endpoint: endpoint.url, error: failureTag(error) }),
+          ),
+        )
       })
       session.once("goaway", () => forget(endpoint.key, upstream))
       session.once("close", () => {
@@ -291,6 +305,8 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
 
     const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       stream.on("error", () => {})
+      // Reset by the client in the same read that opened it (a rapid-reset flood): nothing to do.
+      if (stream.closed || stream.destroyed) return
       const method = headers[":method"] ?? "GET"
       const target = headers[":path"] ?? ""
       const contentType = headers["content-type"]
@@ -345,13 +361,60 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     }
 
     // --- client connections -------------------------------------------------------------
-    const server = http2.createServer(sessionOptions)
+    const server = http2.createServer({
+      settings: { ...sessionSettings, maxConcurrentStreams: config.maxConcurrentStreams },
+      maxSessionMemory,
+    })
     const sessions = new Set<http2.ServerHttp2Session>()
+    const probeMs = Duration.toMillis(limits.http2IdleProbe)
+
+    /**
+     * A silent connection is pinged; no answer within `probeMs` destroys it. Node 20 stops
+     * reading a connection after a protocol error and tells nobody, so its socket would stay in
+     * CLOSE_WAIT after the client left; any dead peer goes the same way.
+     */
+    const probe = (session: http2.ServerHttp2Session): void => {
+      if (session.destroyed) return
+      const deadline = setTimeout(() => session.destroy(), probeMs)
+      deadline.unref()
+      try {
+        session.ping((error) => {
+          if (error !== null || session.destroyed) return
+          clearTimeout(deadline)
+          session.setTimeout(probeMs)
+        })
+      } catch {
+        session.destroy()
+      }
+    }
+
+    const release = burstRelease(Duration.toMillis(limits.http2BurstQuiet), (outcome) =>
+      Runtime.runFork(runtime)(
+        outcome instanceof Error
+          ? Effect.logWarning("cannot give memory back after HTTP/2 bursts").pipe(
+              Effect.annotateLogs({ error: outcome.message }),
+            )
+          : Effect.logDebug("memory given back after an HTTP/2 burst").pipe(
+              Effect.annotateLogs({
+                rssBefore: `${Math.round(outcome.rssBefore / 2 ** 20)}MiB`,
+                rssAfter: `${Math.round(outcome.rssAfter / 2 ** 20)}MiB`,
+              }),
+            ),
+      ),
+    )
+
     server.on("session", (session) => {
       sessions.add(session)
-      session.once("close", () => sessions.delete(session))
+      let streams = 0
+      session.on("stream", () => (streams += 1))
+      session.once("close", () => {
+        sessions.delete(session)
+        if (streams >= limits.http2BurstStreams) release.ended()
+      })
       session.on("error", () => session.destroy())
-      session.once("connect", () => session.setLocalWindowSize(window))
+      session.once("connect", () => session.setLocalWindowSize(limits.http2ConnectionWindow))
+      session.setTimeout(probeMs)
+      session.on("timeout", () => probe(session))
     })
     server.on("stream", onStream)
     // A TLS client that negotiated no protocol but sent the preface: not something to guess at.
@@ -365,6 +428,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     }
 
     const closeAll = (): void => {
+      release.close()
       for (const session of sessions) session.destroy()
       for (const upstream of upstreams.values()) upstream.session.destroy()
       upstreams.clear()

@@ -1,12 +1,15 @@
 /**
- * Read-write HTTP/2 (SPEC §3.10): each client connection is relayed whole, byte for byte, to one
- * member chosen by the endpoint order. Nothing is parsed, so whatever a member accepts works
- * (etcdctl 3.4's `endpoint status` sends an `:authority` Node's HTTP/2 parser rejects).
+ * Read-write HTTP/2 (SPEC §3.10, §3.13): each client connection is relayed whole, byte for byte,
+ * to one member chosen by the endpoint order. Only frame headers are read, to bound the streams a
+ * client has open (the member's SETTINGS reach the client with MAX_CONCURRENT_STREAMS capped), so
+ * whatever a member accepts works (etcdctl 3.4's `endpoint status` sends an `:authority` Node's
+ * HTTP/2 parser rejects).
  */
 import * as http2 from "node:http2"
 import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Runtime from "effect/Runtime"
 import { ProxyConfig } from "../../domain/Config.js"
 import { firstEndpoint } from "../../domain/Admission.js"
 import {
@@ -15,12 +18,14 @@ import {
   ZeroEndpoints,
   type ProxyRefusal,
 } from "../../domain/Errors.js"
+import type { Endpoint } from "../../domain/Endpoints.js"
 import { clientAddress } from "../../domain/Headers.js"
 import { limits } from "../../domain/Limits.js"
 import { isGrpcCall } from "../../domain/Mode.js"
 import { MemberList } from "../cluster/MemberList.js"
 import { TlsMaterial } from "../TlsMaterial.js"
 import { answerRefusal, dialMember, failureTag, readyEvent } from "./Http2.js"
+import { errorCode, goawayFrame, StreamTracker } from "./Http2Frames.js"
 import { RequestGate } from "./RequestGate.js"
 
 /** How long a connection the proxy refused may stay open for its first call to get the answer. */
@@ -33,6 +38,7 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
     const gate = yield* RequestGate
     const tls = yield* TlsMaterial
     const dialMs = Duration.toMillis(config.dialTimeout)
+    const runtime = yield* Effect.runtime<never>()
 
     /** Client sockets of open relays, cut on shutdown. */
     const open = new Set<net.Socket>()
@@ -46,7 +52,10 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
     refuser.on("session", (session) => {
       if (pendingRefusal !== undefined) refusals.set(session, pendingRefusal)
       session.on("error", () => session.destroy())
+      // Closed gracefully once the first calls had time for their answer, and destroyed after a
+      // second grace whatever state the client left it in (a protocol error included).
       setTimeout(() => session.close(), refusalGrace).unref()
+      setTimeout(() => session.destroy(), 2 * refusalGrace).unref()
     })
     refuser.on("stream", (stream, headers) => {
       stream.on("error", () => stream.destroy())
@@ -63,30 +72,77 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
       pendingRefusal = undefined
     }
 
-    /** Pipes both ways once the member is connected; either side ending ends both. */
+    /**
+     * A client that opened more streams than the SETTINGS it was sent allow: the stream cannot be
+     * refused alone (its header block already changed the member's HPACK state), so the connection
+     * ends with GOAWAY(ENHANCE_YOUR_CALM) when the bytes sent so far end on a frame boundary, and
+     * at once otherwise.
+     */
+    const endOverLimit = (client: net.Socket, tracker: StreamTracker): void => {
+      client.removeAllListeners("data")
+      if (!tracker.atMemberFrameBoundary || client.destroyed) {
+        client.destroy()
+        return
+      }
+      const goaway = goawayFrame(
+        tracker.lastAccepted,
+        errorCode.enhanceYourCalm,
+        `more than ${tracker.limit} concurrent streams`,
+      )
+      // Read on (and drop) what the client still sends, so that closing does not reset the
+      // connection before the GOAWAY is read; the grace bounds how long that may take.
+      client.on("data", () => {})
+      client.resume()
+      client.end(goaway)
+      setTimeout(() => client.destroy(), refusalGrace).unref()
+    }
+
+    /**
+     * Relays both ways once the member is connected, each direction paused while the other side's
+     * socket does not take more (so a client that stops reading stops the member, and the other
+     * way round). Either side ending ends both.
+     */
     const splice = (
       client: net.Socket,
       upstream: net.Socket,
+      endpoint: Endpoint,
       head: Buffer,
-      onFail: (error: Error) => void,
+      tracker: StreamTracker,
     ) => {
-      let failed = false
       const closeBoth = () => {
         client.destroy()
         upstream.destroy()
         open.delete(client)
       }
-      upstream.on("error", (error) => {
-        if (!failed) {
-          failed = true
-          onFail(error)
-        }
-      })
+      // The member reset or closed a connection that carried this client's bytes: whatever the
+      // cause (often the bytes themselves), it ends this relay only and is no member failure.
+      upstream.on("error", (error) =>
+        Runtime.runFork(runtime)(
+          Effect.logDebug("relayed HTTP/2 connection ended by the member").pipe(
+            Effect.annotateLogs({ endpoint: endpoint.url, error: failureTag(error) }),
+          ),
+        ),
+      )
       client.once("close", closeBoth)
       upstream.once("close", closeBoth)
+      client.on("data", (chunk: Buffer) => {
+        if (!tracker.fromClient(chunk)) {
+          upstream.off("close", closeBoth)
+          upstream.destroy()
+          open.delete(client)
+          endOverLimit(client, tracker)
+          return
+        }
+        if (!upstream.write(chunk)) client.pause()
+      })
+      upstream.on("drain", () => client.resume())
+      upstream.on("data", (chunk: Buffer) => {
+        const passed = tracker.fromMember(chunk)
+        if (passed.length > 0 && !client.write(passed)) upstream.pause()
+      })
+      client.on("drain", () => upstream.resume())
       if (head.length > 0) upstream.write(head)
-      client.pipe(upstream)
-      upstream.pipe(client)
+      client.resume()
     }
 
     /** Takes an HTTP/2 connection whose first bytes (`head`, possibly none after ALPN) are read. */
@@ -104,6 +160,11 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
       )
       if (admission._tag === "Refuse") {
         refuse(client, head, admission.refusal)
+        return
+      }
+      const tracker = new StreamTracker(config.maxConcurrentStreams)
+      if (!tracker.fromClient(head)) {
+        client.destroy()
         return
       }
       const available = members.table().available
@@ -157,7 +218,7 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
             return
           }
           client.off("close", onClientGone)
-          splice(client, upstream, head, (error) => members.markFailed(endpoint, failureTag(error)))
+          splice(client, upstream, endpoint, head, tracker)
         }
         upstream.once("error", onDialError)
         upstream.once(readyEvent(endpoint), onReady)

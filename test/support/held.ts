@@ -1,0 +1,73 @@
+/** What one process holds, read from /proc: resident memory, open fds and its TCP connections by port. */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+
+/** Resident set size in MiB (VmRSS). */
+export const rssMiB = (pid: number): number => {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8")
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024
+}
+
+interface TcpSocket {
+  readonly localPort: number
+  readonly remotePort: number
+  /** The kernel's state code: "01" established, "08" close-wait, "0A" listening ... */
+  readonly state: string
+}
+
+const socketInodes = (pid: number): Set<string> => {
+  const inodes = new Set<string>()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (match !== null) inodes.add(match[1]!)
+    } catch {
+      // The fd closed while we looked.
+    }
+  }
+  return inodes
+}
+
+/** The TCP sockets (IPv4 and IPv6) that `pid` has open. */
+export const tcpSocketsOf = (pid: number): Array<TcpSocket> => {
+  const mine = socketInodes(pid)
+  const sockets: Array<TcpSocket> = []
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = ""
+    try {
+      text = readFileSync(table, "utf8")
+    } catch {
+      continue
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const fields = line.trim().split(/\s+/)
+      if (fields.length < 10 || !mine.has(fields[9]!)) continue
+      sockets.push({
+        localPort: parseInt(fields[1]!.split(":")[1]!, 16),
+        remotePort: parseInt(fields[2]!.split(":")[1]!, 16),
+        state: fields[3]!,
+      })
+    }
+  }
+  return sockets
+}
+
+export interface Held {
+  readonly rssMiB: number
+  readonly fds: number
+  /** Established connections to any of the member ports. */
+  readonly memberConnections: number
+  /** Connections accepted on the listening port, in any state (CLOSE_WAIT included). */
+  readonly clientConnections: number
+}
+
+/** What `pid` holds now; `listenPort` is its client port, `memberPorts` the members' client ports. */
+export const held = (pid: number, listenPort: number, memberPorts: ReadonlyArray<number>): Held => {
+  const sockets = tcpSocketsOf(pid)
+  return {
+    rssMiB: Math.round(rssMiB(pid) * 10) / 10,
+    fds: readdirSync(`/proc/${pid}/fd`).length,
+    memberConnections: sockets.filter((s) => s.state === "01" && memberPorts.includes(s.remotePort))
+      .length,
+    clientConnections: sockets.filter((s) => s.state !== "0A" && s.localPort === listenPort).length,
+  }
+}
