@@ -4,7 +4,7 @@ export * from "./domain/Discovery.js"
 export * from "./domain/Endpoints.js"
 export * from "./domain/Errors.js"
 export * from "./domain/Member.js"
-export { DataDir } from "./services/cluster/DataDir.js"
+export { DataDir } from "./services/DataDir.js"
 export {
   Discovery,
   type DiscoveryShape,

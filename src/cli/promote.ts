@@ -20,7 +20,7 @@ import {
   type ClusterMember,
   type ClusterView,
 } from "../domain/Lifecycle.js"
-import { lockHolder } from "../services/cluster/DataDir.js"
+import { lockHolder } from "../services/DataDir.js"
 import { locateEtcd, memberEnv, startEtcd } from "../services/lifecycle/EtcdProcess.js"
 import { MemberAdmin, type MembershipError } from "../services/lifecycle/MemberAdmin.js"
 import { version } from "./version.js"

@@ -12,7 +12,7 @@ import * as Either from "effect/Either"
 import { ProxyConfig } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import { etcdNameOf, tlsProtocolOptions, type TlsProtocolOptions } from "../domain/TlsSettings.js"
-import { DataDir } from "./cluster/DataDir.js"
+import { DataDir } from "./DataDir.js"
 import { selfSignedCertificate } from "./SelfSignedCert.js"
 
 export interface ClientTls extends TlsProtocolOptions {

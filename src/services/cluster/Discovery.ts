@@ -12,7 +12,7 @@ import {
   type DiscoveryStatus,
   type DiscoveryUrlError,
 } from "../../domain/Discovery.js"
-import { DataDir } from "./DataDir.js"
+import { DataDir } from "../DataDir.js"
 import type { DiscoveryHttp } from "./DiscoveryHttp.js"
 import { makeUrlDiscovery } from "./DiscoveryUrl.js"
 import { SrvResolver, type SrvRecord } from "./SrvResolver.js"

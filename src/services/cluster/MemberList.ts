@@ -27,7 +27,7 @@ import {
   type Plausible,
   type TrustedList,
 } from "../../domain/MemberAnswer.js"
-import { DataDir } from "./DataDir.js"
+import { DataDir } from "../DataDir.js"
 import { Discovery } from "./Discovery.js"
 import { MemberClient } from "./MemberClient.js"
 import { Metrics } from "../Metrics.js"

@@ -4,9 +4,9 @@ import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { ProxyConfig } from "../../domain/Config.js"
-import { StartupError } from "../../domain/Errors.js"
-import { decodeClusterFile, encodeClusterFile } from "../../domain/Member.js"
+import { ProxyConfig } from "../domain/Config.js"
+import { StartupError } from "../domain/Errors.js"
+import { decodeClusterFile, encodeClusterFile } from "../domain/Member.js"
 
 const isAlive = (pid: number): boolean => {
   try {
