@@ -162,6 +162,7 @@ const corsHeaderNames: ReadonlySet<string> = new Set([
   "access-control-max-age",
 ])
 
+/** Hop-by-hop headers (RFC 9110 §7.6.1) but `Transfer-Encoding`, which framing handles. */
 const responseHopByHop: ReadonlySet<string> = new Set([
   "connection",
   "keep-alive",

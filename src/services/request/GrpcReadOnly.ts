@@ -20,7 +20,6 @@ import {
   answerGrpc,
   answerRefusal,
   burstRelease,
-  dialMember,
   failureTag,
   grpcStatus,
   percentEncode,
@@ -28,6 +27,7 @@ import {
 import { MemberList } from "../cluster/MemberList.js"
 import { Metrics } from "../Metrics.js"
 import { TlsMaterial } from "../TlsMaterial.js"
+import { dialMember } from "./dialMember.js"
 import { OwnEndpoints } from "./OwnEndpoints.js"
 import { ProxyIdentity } from "./ProxyIdentity.js"
 import { RequestGate } from "./RequestGate.js"
@@ -108,7 +108,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
         else existing.waiting.push((error) => ready(error, existing.session))
         return
       }
-      const socket = dialMember(endpoint, tls.towardsMembers(), dialMs)
+      const socket = dialMember(endpoint, "h2", tls.towardsMembers(), dialMs)
       const session = http2.connect(endpoint.key, {
         settings: sessionSettings,
         maxSessionMemory,

@@ -1,16 +1,11 @@
 /**
  * What the HTTP/2 relay and the read-only gRPC front share (SPEC §3.10): recognising the
- * connection preface, dialling a member, choosing endpoints, and the gRPC answers the proxy
- * makes itself.
+ * connection preface, giving memory back after a burst, and the gRPC answers the proxy makes
+ * itself.
  */
 import * as http2 from "node:http2"
 import * as inspector from "node:inspector"
-import * as net from "node:net"
-import * as tls from "node:tls"
-import * as Data from "effect/Data"
-import type { Endpoint } from "../../domain/Endpoints.js"
 import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../../domain/Errors.js"
-import type { ClientTls } from "../TlsMaterial.js"
 
 /** What every HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts this way. */
 export const http2Preface: Buffer = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1")
@@ -24,55 +19,12 @@ export const sniffPreface = (head: Buffer): Sniffed => {
   return head.length >= http2Preface.length ? "h2" : "undecided"
 }
 
-/** The member did not complete the TCP or TLS handshake within `--proxy-dial-timeout`. */
-export class DialTimeout extends Data.TaggedError("DialTimeout")<{
-  readonly endpoint: string
-  readonly millis: number
-}> {
-  override get message(): string {
-    return `no connection to ${this.endpoint} within ${this.millis} ms`
-  }
-}
-
 /** The tag a connection failure is logged and counted with: the system code, else the error's name. */
 export const failureTag = (error: unknown): string => {
   const e = error as { code?: unknown; _tag?: unknown; name?: unknown }
   if (typeof e?.code === "string") return e.code
   if (typeof e?._tag === "string") return e._tag
   return typeof e?.name === "string" ? e.name : "Error"
-}
-
-/** The event that says a dialled socket is ready to carry HTTP/2. */
-export const readyEvent = (endpoint: Endpoint): "secureConnect" | "connect" =>
-  endpoint.key.startsWith("https:") ? "secureConnect" : "connect"
-
-/**
- * Opens a connection to a member's client URL: TCP for http (HTTP/2 with prior knowledge, as
- * members expect), TLS offering only h2 for https with the §8.3 client settings. The dial
- * timeout covers the TCP and the TLS handshakes; the socket reports it as a `DialTimeout` error.
- */
-export const dialMember = (endpoint: Endpoint, towardsMembers: ClientTls, dialMs: number) => {
-  const url = new URL(endpoint.key)
-  const host = url.hostname.replace(/^\[|\]$/g, "")
-  const secure = url.protocol === "https:"
-  const port = Number(url.port === "" ? (secure ? 443 : 80) : url.port)
-  const socket: net.Socket = secure
-    ? tls.connect({
-        host,
-        port,
-        ALPNProtocols: ["h2"],
-        ...(net.isIP(host) === 0 ? { servername: host } : {}),
-        ...towardsMembers,
-      })
-    : net.connect({ host, port })
-  socket.setNoDelay(true)
-  if (dialMs > 0) {
-    socket.setTimeout(dialMs, () =>
-      socket.destroy(new DialTimeout({ endpoint: endpoint.url, millis: dialMs })),
-    )
-    socket.once(readyEvent(endpoint), () => socket.setTimeout(0))
-  }
-  return socket
 }
 
 // --- memory after a burst -----------------------------------------------------------------

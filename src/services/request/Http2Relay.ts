@@ -24,7 +24,8 @@ import { limits } from "../../domain/Limits.js"
 import { isGrpcCall } from "../../domain/Mode.js"
 import { MemberList } from "../cluster/MemberList.js"
 import { TlsMaterial } from "../TlsMaterial.js"
-import { answerRefusal, dialMember, failureTag, readyEvent } from "./Http2.js"
+import { dialMember, readyEvent } from "./dialMember.js"
+import { answerRefusal, failureTag } from "./Http2.js"
 import { errorCode, goawayFrame, StreamTracker } from "./Http2Frames.js"
 import { RequestGate } from "./RequestGate.js"
 
@@ -200,7 +201,7 @@ export class Http2Relay extends Effect.Service<Http2Relay>()("etcd-proxy/Http2Re
         }
         const endpoint = available[(first + tried) % available.length]!
         tried += 1
-        const upstream = dialMember(endpoint, tls.towardsMembers(), dialMs)
+        const upstream = dialMember(endpoint, "h2", tls.towardsMembers(), dialMs)
         dialling = upstream
         const onDialError = (error: Error) => {
           upstream.off(readyEvent(endpoint), onReady)

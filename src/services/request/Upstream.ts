@@ -3,8 +3,7 @@
  * pooled per endpoint, each with a strict response parser. A connection carries one request at
  * a time and goes back to its pool only after a complete answer.
  */
-import * as net from "node:net"
-import * as tls from "node:tls"
+import type * as net from "node:net"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import { ProxyConfig } from "../../domain/Config.js"
@@ -14,7 +13,7 @@ import { limits } from "../../domain/Limits.js"
 import { MemberList } from "../cluster/MemberList.js"
 import { Metrics } from "../Metrics.js"
 import { TlsMaterial } from "../TlsMaterial.js"
-import { DialTimeout } from "./Http2.js"
+import { dialMember, readyEvent } from "./dialMember.js"
 import { isParseError, makeParser, type Parser } from "./llhttp.js"
 
 /** A member's answer, as the connection reads it. */
@@ -407,20 +406,7 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
         )
         return () => {}
       }
-      const url = new URL(endpoint.key)
-      const host = url.hostname.replace(/^\[|\]$/g, "")
-      const secure = url.protocol === "https:"
-      const port = Number(url.port === "" ? (secure ? 443 : 80) : url.port)
-      const socket: net.Socket = secure
-        ? tls.connect({
-            host,
-            port,
-            ALPNProtocols: ["http/1.1"],
-            ...(net.isIP(host) === 0 ? { servername: host } : {}),
-            ...tlsMaterial.towardsMembers(),
-          })
-        : net.connect({ host, port })
-      socket.setNoDelay(true)
+      const socket = dialMember(endpoint, "http/1.1", tlsMaterial.towardsMembers(), dialMs)
       pool.size += 1
       socket.once("close", () => {
         pool.size -= 1
@@ -429,7 +415,6 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
       const settle = (error: Error | undefined) => {
         if (settled) return
         settled = true
-        socket.setTimeout(0)
         socket.off("error", onError)
         if (error !== undefined) {
           socket.destroy()
@@ -440,10 +425,7 @@ export class Upstream extends Effect.Service<Upstream>()("etcd-proxy/Upstream", 
       }
       const onError = (error: Error) => settle(error)
       socket.once("error", onError)
-      socket.once(secure ? "secureConnect" : "connect", () => settle(undefined))
-      socket.setTimeout(dialMs, () =>
-        settle(new DialTimeout({ endpoint: endpoint.url, millis: dialMs })),
-      )
+      socket.once(readyEvent(endpoint), () => settle(undefined))
       return () => {
         if (settled) return
         settled = true
