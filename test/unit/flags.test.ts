@@ -695,8 +695,12 @@ describe("the flag table", () => {
   })
 
   it("the README's flag table has every flag of the proxy with its default", () => {
+    const table = readme.slice(readme.indexOf("## Running it"), readme.indexOf("## Finding"))
     for (const flag of proxyFlags) {
-      expect(readme, flag.name).toMatch(new RegExp(`\\| \`--${flag.name}\`[^\\n]*\\|`))
+      const row = table.split("\n").find((line) => line.startsWith(`| \`--${flag.name}\``))
+      expect(row, flag.name).toBeDefined()
+      // The flag table is the source: the README says what --help says.
+      expect(row!.replace(/\s+/g, " "), flag.name).toContain(flag.description.replace(/\|/g, "\\|"))
     }
     expect(proxyFlag.answerTimeout.default).toBe("5000")
   })
