@@ -353,6 +353,12 @@ export const cipherSuiteNames: ReadonlyArray<string> = [
   "TLS_CHACHA20_POLY1305_SHA256",
 ]
 
+const tls13Suites = new Set([
+  "TLS_AES_128_GCM_SHA256",
+  "TLS_AES_256_GCM_SHA384",
+  "TLS_CHACHA20_POLY1305_SHA256",
+])
+
 export const parseCipherSuites = (label: string, value: string): Parsed<ReadonlyArray<string>> => {
   const names = splitList(value)
   const unknown = names.find((name) => !cipherSuiteNames.includes(name))
@@ -669,7 +675,7 @@ export const proxyFlag = {
     kind: "value",
     placeholder: "FILE",
     origin: "etcd",
-    description: "certificate revocation list: client certificates it revokes are refused",
+    description: "PEM certificate revocation lists: client certificates they revoke are refused",
     parse: parseText,
   }),
   cipherSuites: flag({
@@ -679,7 +685,7 @@ export const proxyFlag = {
     defaultText: "the runtime's",
     origin: "etcd",
     description:
-      "TLS 1.2 cipher suites, by etcd's (Go's IANA) names, for listeners and towards members",
+      "TLS 1.2 cipher suites by etcd's (Go's IANA) names, on every TLS side; TLS 1.3 suites cannot be chosen, as in Go",
     parse: parseCipherSuites,
   }),
   tlsMinVersion: flag({
@@ -688,7 +694,7 @@ export const proxyFlag = {
     choices: ["TLS1.2", "TLS1.3"],
     defaultText: "TLS1.2",
     origin: "etcd",
-    description: "lowest TLS version accepted",
+    description: "lowest TLS version, on every TLS side",
     parse: parseTlsVersion,
   }),
   tlsMaxVersion: flag({
@@ -697,7 +703,7 @@ export const proxyFlag = {
     choices: ["TLS1.2", "TLS1.3"],
     defaultText: "the runtime's highest",
     origin: "etcd",
-    description: "highest TLS version accepted",
+    description: "highest TLS version, on every TLS side",
     parse: parseTlsVersion,
   }),
   autoTls: withDefault({
@@ -705,7 +711,8 @@ export const proxyFlag = {
     kind: "boolean",
     default: "false",
     origin: "etcd",
-    description: "https listeners without --cert-file use a generated self-signed certificate",
+    description:
+      "https listeners without --cert-file use a self-signed certificate kept in DIR/proxy/clientCerts; as in etcd's proxy, members' certificates on client URLs are then not verified",
     parse: parseBool,
   }),
   peerCertFile: flag({
@@ -739,7 +746,8 @@ export const proxyFlag = {
     kind: "boolean",
     default: "false",
     origin: "etcd",
-    description: "accept the members' self-signed certificates (their --peer-auto-tls)",
+    description:
+      "as in etcd's proxy, members' certificates on peer URLs (GET /members) are not verified: for members with --peer-auto-tls",
     parse: parseBool,
   }),
   logLevel: withDefault({
@@ -775,7 +783,7 @@ export const proxyFlag = {
     placeholder: "OUTPUT[,OUTPUT]",
     default: "default",
     origin: "etcd",
-    description: "where logs go: stderr (default), stdout, or file paths",
+    description: "where logs go: stderr (etcd's default), stdout, or files (appended to)",
     parse: parseLogOutputs,
   }),
   logger: withDefault({
@@ -861,6 +869,13 @@ export const buildProxyConfig = (settings: Settings): Either.Either<BuiltProxyCo
       return yield* Either.left(
         new UsageError({
           message: `${labelOf(settings, f.tlsMinVersion)} TLS1.3 is above ${labelOf(settings, f.tlsMaxVersion)} TLS1.2`,
+        }),
+      )
+    }
+    if (tls.cipherSuites.length > 0 && tls.cipherSuites.every((name) => tls13Suites.has(name))) {
+      return yield* Either.left(
+        new UsageError({
+          message: `${labelOf(settings, f.cipherSuites)} names only TLS 1.3 suites, which cannot be chosen (as in Go): name TLS 1.2 suites or leave it out`,
         }),
       )
     }

@@ -16,6 +16,7 @@ import {
   type ProxyConfigShape,
 } from "../../src/domain/Config.js"
 import { envName, type Setting } from "../../src/domain/Flag.js"
+import { tlsProtocolOptions } from "../../src/domain/TlsSettings.js"
 import {
   applyConfigFile,
   ignoredWarning,
@@ -423,6 +424,11 @@ describe("the configuration", () => {
       "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
       "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
     ])
+    // The run time maps every name the flag accepts (domain/TlsSettings.ts).
+    expect(Either.isRight(tlsProtocolOptions(cipherSuiteNames, undefined, undefined))).toBe(true)
+    expect(
+      configError({ ...cluster, "cipher-suites": "TLS_AES_128_GCM_SHA256,TLS_AES_256_GCM_SHA384" }),
+    ).toContain("--cipher-suites names only TLS 1.3 suites")
     for (const bad of ["ECDHE-RSA-AES128-GCM-SHA256", "tls_aes_128_gcm_sha256", "TLS_FOO"]) {
       expect(configError({ ...cluster, "cipher-suites": bad }), bad).toContain(
         `${JSON.stringify(bad)} is not a TLS cipher suite etcd knows`,
