@@ -1,5 +1,6 @@
 /** The public API for Effect programs that embed the proxy. */
 export * from "./domain/Config.js"
+export * from "./domain/Flag.js"
 export * from "./domain/Discovery.js"
 export * from "./domain/Endpoints.js"
 export * from "./domain/Errors.js"
@@ -37,4 +38,10 @@ export { MetricsListener } from "./services/request/MetricsListener.js"
 export { selfSignedCertificate } from "./services/SelfSignedCert.js"
 export { LoggingLive } from "./layers/Logging.js"
 export { ReloadOnSighup } from "./layers/Reload.js"
-export { MembersLive, ProxyLive } from "./layers/ProxyLayer.js"
+export {
+  ConfiguredDiscovery,
+  MembersLive,
+  ProxyFromContext,
+  ProxyLive,
+} from "./layers/ProxyLayer.js"
+export { resolveProxyConfig, type ResolvedProxyConfig } from "./cli/proxyConfig.js"

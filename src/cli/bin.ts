@@ -5,24 +5,25 @@
  * live heap under 30 MB. Measured with `npm run bench`; throughput is unchanged within noise.
  */
 /** The `etcd-proxy` executable: the only place that runs an Effect program. */
-import * as ValidationError from "@effect/cli/ValidationError"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import { PlatformLive } from "../layers/Platform.js"
+import { readCommandLine, type CommandLine } from "./commandLine.js"
+import { joinCommand, promoteCommand, proxyCommand } from "./commands.js"
 
 /**
- * Usage errors exit 2 (like every bad flag, @effect/cli's included), start-up failures 1 (or the
- * code etcd exited with, for `join`), a signal 0.
+ * Usage errors exit 2, start-up failures 1 (or the code etcd exited with, for `join`), a
+ * signal 0.
  */
 const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
   if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return 0
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure)) {
-    if (ValidationError.isValidationError(failure.value)) return 2
     const { _tag, exitCode } = failure.value as { _tag?: string; exitCode?: unknown }
     if (_tag === "UsageError") return 2
     if (typeof exitCode === "number" && exitCode > 0 && exitCode < 256) return exitCode
@@ -35,36 +36,35 @@ const exitCode = (exit: Exit.Exit<unknown, unknown>): number => {
 process.on("SIGHUP", () => undefined)
 
 const argv = process.argv.slice(2)
+const spec =
+  argv[0] === "promote" ? promoteCommand : argv[0] === "join" ? joinCommand : proxyCommand
 
-/** Each command loads only its own modules: the proxy never pays for @effect/cli's. */
-const program: Effect.Effect<void, unknown> = Effect.flatten(
-  Effect.promise(async (): Promise<Effect.Effect<void, unknown>> => {
-    switch (argv[0]) {
-      case "promote": {
-        const [{ runPromote }, NodeContext] = await Promise.all([
-          import("./promote.js"),
-          import("@effect/platform-node/NodeContext"),
-        ])
-        return Effect.provide(runPromote(argv.slice(1)), NodeContext.layer)
-      }
-      case "join": {
-        const { runJoin } = await import("./join.js")
-        return Effect.provide(runJoin(argv.slice(1), process.env), PlatformLive)
-      }
-      default: {
+/**
+ * A plain proxy start runs straight from the pre-pass: @effect/cli (its parser, help renderer
+ * and prompts) costs start-up time and memory that a proxy restarted by systemd should not pay.
+ * Help, version, completions and the subcommands load the @effect/cli command tree.
+ */
+const run = (line: CommandLine): Effect.Effect<void, unknown> =>
+  Effect.flatten(
+    Effect.promise(async (): Promise<Effect.Effect<void, unknown>> => {
+      if (line.builtin === undefined && line.spec === proxyCommand) {
         const { runProxy } = await import("./proxyCommand.js")
-        return Effect.provide(runProxy(argv, process.env), PlatformLive)
+        return Effect.provide(runProxy(line), PlatformLive)
       }
-    }
-  }),
+      const { runApp } = await import("./app.js")
+      return runApp(line, process.env)
+    }),
+  )
+
+const program: Effect.Effect<void, unknown> = Either.match(
+  readCommandLine(spec, argv.slice(spec.path.length), process.env),
+  { onLeft: (error) => Effect.fail(error), onRight: run },
 )
 
 program.pipe(
   Effect.tapErrorCause((cause) => {
     const failure = Cause.failureOption(cause)
     if (Option.isSome(failure)) {
-      // @effect/cli has printed its own message for these already.
-      if (ValidationError.isValidationError(failure.value)) return Effect.void
       const error = failure.value as { message?: string }
       return Console.error(`etcd-proxy: ${error.message ?? String(failure.value)}`)
     }

@@ -1,15 +1,12 @@
 /** `etcd-proxy promote` (SPEC §9): the guide's four steps from proxy to member, each idempotent. */
-import * as Command from "@effect/cli/Command"
-import * as Options from "@effect/cli/Options"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import * as Config from "effect/Config"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import { parseUrlList } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
+import { readDefaulted, readFlag, type Flag, type Settings } from "../domain/Flag.js"
 import {
   hex16,
   memberAddOutput,
@@ -23,71 +20,44 @@ import {
 import { lockHolder } from "../services/DataDir.js"
 import { locateEtcd, memberEnv, startEtcd } from "../services/lifecycle/EtcdProcess.js"
 import { MemberAdmin, type MembershipError } from "../services/lifecycle/MemberAdmin.js"
-import { version } from "./version.js"
+import { promoteFlag } from "./commands.js"
 
-const endpoints = Options.text("endpoints").pipe(
-  Options.withPseudoName("URL[,URL]"),
-  Options.withDescription("client URLs of the cluster's members, comma separated"),
-)
-const name = Options.text("name").pipe(
-  Options.withPseudoName("NAME"),
-  Options.withDescription("the new member's name"),
-)
-const peerUrls = Options.text("peer-urls").pipe(
-  Options.withPseudoName("URL[,URL]"),
-  Options.withDescription("the new member's peer URLs, comma separated (this machine)"),
-)
-const dataDir = Options.text("data-dir").pipe(
-  Options.withPseudoName("DIR"),
-  Options.withFallbackConfig(Config.string("ETCD_DATA_DIR")),
-  Options.withDescription(
-    "the proxy's data dir; the member keeps its data here (env ETCD_DATA_DIR)",
-  ),
-)
-const listenClientUrls = Options.text("listen-client-urls").pipe(
-  Options.withPseudoName("URL[,URL]"),
-  Options.withDefault("http://localhost:2379"),
-  Options.withDescription("where the member serves clients: the proxy's listen URLs"),
-)
-const advertiseClientUrls = Options.text("advertise-client-urls").pipe(
-  Options.withPseudoName("URL[,URL]"),
-  Options.optional,
-  Options.withDescription(
-    "client URLs the member advertises (default: --listen-client-urls); never a URL of a proxy",
-  ),
-)
-const exec = Options.boolean("exec").pipe(
-  Options.withDescription("start the new member (etcd from PATH or --etcd-bin) after the steps"),
-)
-const etcdBin = Options.text("etcd-bin").pipe(
-  Options.withPseudoName("PATH"),
-  Options.optional,
-  Options.withDescription("the etcd binary for --exec"),
-)
+export interface PromoteOptions {
+  readonly endpoints: ReadonlyArray<string>
+  readonly name: string
+  readonly peerUrls: ReadonlyArray<string>
+  readonly dataDir: string
+  readonly listenClientUrls: ReadonlyArray<string>
+  readonly advertiseClientUrls: ReadonlyArray<string> | undefined
+  readonly exec: boolean
+  readonly etcdBin: string | undefined
+}
 
-export const promoteUsage =
-  "etcd-proxy promote --endpoints URL[,URL] --name NAME --peer-urls URL[,URL] --data-dir DIR [--listen-client-urls URL] [--advertise-client-urls URL] [--exec] [--etcd-bin PATH]"
-
-const urls = (flag: string, value: string) =>
-  Either.match(parseUrlList(flag, value), {
-    onLeft: (error) => Effect.fail(error),
-    onRight: (list) => Effect.succeed(list.map((url) => url.href.replace(/\/$/, ""))),
+/** The settings, parsed; every message names the flag or variable the value came from. */
+export const promoteOptions = (settings: Settings): Either.Either<PromoteOptions, UsageError> =>
+  Either.gen(function* () {
+    const f = promoteFlag
+    const required = <A>(flag: Flag<A>) =>
+      Either.flatMap(readFlag(settings, flag), (value) =>
+        value === undefined
+          ? Either.left(new UsageError({ message: `promote needs --${flag.name}` }))
+          : Either.right(value),
+      )
+    return {
+      endpoints: yield* required(f.endpoints),
+      name: yield* required(f.name),
+      peerUrls: yield* required(f.peerUrls),
+      dataDir: yield* required(f.dataDir),
+      listenClientUrls: yield* readDefaulted(settings, f.listenClientUrls),
+      advertiseClientUrls: yield* readFlag(settings, f.advertiseClientUrls),
+      exec: yield* readDefaulted(settings, f.exec),
+      etcdBin: yield* readFlag(settings, f.etcdBin),
+    }
   })
 
 const say = (line: string) => Console.log(`promote: ${line}`)
 
 const failed = (message: string) => new PromoteFailed({ message })
-
-export interface PromoteOptions {
-  readonly endpoints: string
-  readonly name: string
-  readonly peerUrls: string
-  readonly dataDir: string
-  readonly listenClientUrls: string
-  readonly advertiseClientUrls: Option.Option<string>
-  readonly exec: boolean
-  readonly etcdBin: Option.Option<string>
-}
 
 /** The four steps; each says what it did, and a failure says what is left to do. */
 export const promote = (options: PromoteOptions) =>
@@ -95,20 +65,13 @@ export const promote = (options: PromoteOptions) =>
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const admin = yield* MemberAdmin
-    const cluster = yield* urls("endpoints", options.endpoints)
-    const peers = yield* urls("peer-urls", options.peerUrls)
-    const listen = yield* urls("listen-client-urls", options.listenClientUrls)
-    const advertise = Option.isSome(options.advertiseClientUrls)
-      ? yield* urls("advertise-client-urls", options.advertiseClientUrls.value)
-      : listen
-    if (options.name.trim() === "" || options.name.includes("=") || options.name.includes(",")) {
-      return yield* new UsageError({
-        message: `invalid value ${JSON.stringify(options.name)} for --name: a member name must be non-empty, without "=" or ","`,
-      })
-    }
+    const cluster = options.endpoints
+    const peers = options.peerUrls
+    const listen = options.listenClientUrls
+    const advertise = options.advertiseClientUrls ?? listen
     const dir = options.dataDir
     const proxyDir = path.join(dir, "proxy")
-    const bin = options.exec ? yield* locateEtcd(options.etcdBin) : undefined
+    const bin = options.exec ? yield* locateEtcd(Option.fromNullable(options.etcdBin)) : undefined
 
     // 1. A running proxy still owns the data dir: stop it first; the cluster is not touched.
     const holder = yield* lockHolder(dir)
@@ -203,20 +166,8 @@ export const promote = (options: PromoteOptions) =>
     }
   }).pipe(Effect.scoped)
 
-const command = Command.make(
-  "promote",
-  { endpoints, name, peerUrls, dataDir, listenClientUrls, advertiseClientUrls, exec, etcdBin },
-  (options) => promote(options).pipe(Effect.provide(MemberAdmin.Default)),
-).pipe(
-  Command.withDescription(
-    "Turn this proxy's machine into an etcd member, as etcd's proxy guide describes: add the member to the cluster, remove <data-dir>/proxy, then start etcd (--exec) or print how to.",
-  ),
-)
-
-/** `argv` after the word `promote`. */
-export const runPromote = (argv: ReadonlyArray<string>) =>
-  Command.run(command, {
-    name: "etcd-proxy promote",
-    version,
-    executable: "etcd-proxy",
-  })(["node", "etcd-proxy", ...argv])
+/** `promote` with its settings: parsed, then the four steps. */
+export const runPromote = (settings: Settings) =>
+  Effect.flatMap(promoteOptions(settings), (options) =>
+    promote(options).pipe(Effect.provide(MemberAdmin.Default)),
+  )

@@ -57,39 +57,64 @@ const networkDiscovery: Layer.Layer<
   ),
 )
 
-/** Everything below the listeners, for embedding or testing with another front. */
-export const MembersLive = (config: ProxyConfigShape) => {
-  const configLayer = Layer.succeed(ProxyConfig, config)
-  const dataDir = DataDir.Default.pipe(Layer.provide(PlatformLive))
-  const discovery = Discovery.fromConfig(networkDiscovery).pipe(Layer.provide(dataDir))
+/**
+ * The command's discovery: the saved `<data-dir>/proxy/cluster` when there is one, else the
+ * configured source (`--initial-cluster`, `--discovery`, `--discovery-srv`).
+ */
+export const ConfiguredDiscovery: Layer.Layer<
+  Discovery,
+  UsageError | DiscoveryError | SrvLookupError,
+  ProxyConfig | DataDir
+> = Discovery.fromConfig(networkDiscovery)
+
+/**
+ * Everything below the listeners. `discovery` may use the proxy's `DataDir` (where the saved
+ * cluster file lives); ProxyConfig, FileSystem and Path come from context.
+ */
+const members = <E, R>(discovery: Layer.Layer<Discovery, E, R>) => {
+  const dataDir = DataDir.Default
+  const found = discovery.pipe(Layer.provide(dataDir))
   const tls = TlsMaterial.Default.pipe(Layer.provide(dataDir))
   const memberList = MemberList.Default.pipe(
-    Layer.provide(
-      Layer.mergeAll(discovery, dataDir, MemberClient.Default.pipe(Layer.provide(tls))),
-    ),
+    Layer.provide(Layer.mergeAll(found, dataDir, MemberClient.Default.pipe(Layer.provide(tls)))),
   )
   const reload = ReloadOnSighup.pipe(Layer.provide(tls))
-  return Layer.mergeAll(
-    memberList,
-    discovery,
-    tls,
-    reload,
-    Metrics.Default,
-    ModeGuard.Default,
-  ).pipe(Layer.provideMerge(Layer.merge(Metrics.Default, configLayer)))
+  return Layer.mergeAll(memberList, found, tls, reload, Metrics.Default, ModeGuard.Default).pipe(
+    Layer.provideMerge(Metrics.Default),
+  )
 }
+
+/** Everything below the listeners, for embedding or testing with another front. */
+export const MembersLive = (config: ProxyConfigShape) =>
+  members(ConfiguredDiscovery).pipe(
+    Layer.provideMerge(Layer.succeed(ProxyConfig, config)),
+    Layer.provide(PlatformLive),
+  )
 
 /** The request path's shared parts: identity, admission, and the proxy's own answers. */
 const RequestPathLive = Layer.mergeAll(RequestGate.Default, OwnEndpoints.Default).pipe(
   Layer.provideMerge(ProxyIdentity.Default),
 )
 
-/** The whole proxy: member list, shuffler and listeners. */
-export const ProxyLive = (config: ProxyConfigShape) =>
+/**
+ * The whole proxy (member list, shuffler, listeners) for a program that embeds it: it reads
+ * `ProxyConfig` from context, takes the platform (`FileSystem`, `Path`) from context, and finds
+ * the cluster with the `discovery` the caller chooses (`ConfiguredDiscovery` as the command does,
+ * or e.g. `Discovery.static([...peer URLs])`). The listeners are bound while the layer is built
+ * and closed with its scope.
+ */
+export const ProxyFromContext = <E, R>(discovery: Layer.Layer<Discovery, E, R>) =>
   Layer.mergeAll(Listeners.Default, MetricsListener.Default, Shuffler.Default).pipe(
     Layer.provideMerge(Http1Front.Default),
     Layer.provideMerge(Forwarder.Default),
     Layer.provideMerge(Upstream.Default),
     Layer.provideMerge(RequestPathLive),
-    Layer.provideMerge(MembersLive(config)),
+    Layer.provideMerge(members(discovery)),
+  )
+
+/** The whole proxy as the command runs it, for one configuration. */
+export const ProxyLive = (config: ProxyConfigShape) =>
+  ProxyFromContext(ConfiguredDiscovery).pipe(
+    Layer.provideMerge(Layer.succeed(ProxyConfig, config)),
+    Layer.provide(PlatformLive),
   )

@@ -82,7 +82,9 @@ data-dir: ${dataDir}
           )
           const refused = yield* runCli(["--config-file", off.file])
           expect(refused.code).toBe(2)
-          expect(refused.output).toMatch(/--proxy=(off|false): etcd-proxy only proxies/)
+          expect(refused.output).toMatch(
+            /^etcd-proxy: invalid value "(off|false)" for proxy in \S+: etcd-proxy only proxies/,
+          )
         }
       }),
     )
@@ -106,8 +108,9 @@ data-dir: ${dataDir}
           })
           const refused = yield* put(proxy.url, "ro")
           expect(refused.status).toBe(501)
-          expect(proxy.output()).toContain("--config-file is set: ignoring --proxy/ETCD_PROXY")
-          expect(proxy.output()).toContain("--proxy-refresh-interval/ETCD_PROXY_REFRESH_INTERVAL")
+          expect(proxy.output()).toContain(
+            "--config-file is set: ignoring --proxy, ETCD_PROXY_REFRESH_INTERVAL, as etcd does",
+          )
 
           const second = yield* configFile(readonlyYaml)
           const fromEnv = yield* startProxy({
@@ -117,8 +120,92 @@ data-dir: ${dataDir}
             env: { ETCD_CONFIG_FILE: second.file, ETCD_PROXY: "on" },
           })
           expect((yield* put(fromEnv.url, "env")).status).toBe(501)
-          expect(fromEnv.output()).toContain("ignoring --proxy/ETCD_PROXY")
+          expect(fromEnv.output()).toContain(
+            "ETCD_CONFIG_FILE is set: ignoring ETCD_PROXY, as etcd does",
+          )
         }),
+    )
+
+    it.scoped("etcd's own config file, member keys and TLS sections included, runs the proxy", () =>
+      Effect.gen(function* () {
+        const cluster = yield* EtcdCluster
+        // The keys of etcd 3.5's etcd.conf.yml.sample, set for a proxy.
+        const config = yield* configFile(
+          (port, dataDir) => `name: 'proxy0'
+data-dir: ${dataDir}
+wal-dir:
+snapshot-count: 10000
+heartbeat-interval: 100
+election-timeout: 1000
+quota-backend-bytes: 0
+listen-peer-urls: http://localhost:2380
+listen-client-urls: http://127.0.0.1:${port}
+max-snapshots: 5
+max-wals: 5
+cors:
+initial-advertise-peer-urls: http://localhost:2380
+advertise-client-urls: http://127.0.0.1:${port}
+discovery:
+discovery-fallback: 'proxy'
+discovery-proxy:
+discovery-srv:
+initial-cluster: ${cluster.initialCluster}
+initial-cluster-token: 'etcd-cluster'
+initial-cluster-state: 'new'
+strict-reconfig-check: false
+enable-v2: true
+enable-pprof: true
+proxy: 'on'
+proxy-failure-wait: 5000
+proxy-refresh-interval: 30000
+proxy-dial-timeout: 1000
+proxy-write-timeout: 5000
+proxy-read-timeout: 0
+client-transport-security:
+  cert-file:
+  key-file:
+  client-cert-auth: false
+  trusted-ca-file:
+  auto-tls: false
+peer-transport-security:
+  cert-file:
+  key-file:
+  client-cert-auth: false
+  trusted-ca-file:
+  auto-tls: false
+  allowed-cn:
+  allowed-hostname:
+self-signed-cert-validity: 1
+log-level: debug
+logger: zap
+log-outputs: [stderr]
+force-new-cluster: false
+auto-compaction-mode: periodic
+auto-compaction-retention: "1"
+`,
+        )
+        const proxy = yield* startProxy({
+          port: config.port,
+          defaults: false,
+          args: ["--config-file", config.file],
+        })
+        expect((yield* put(proxy.url, "sample")).status).toBe(201)
+        const warning = proxy
+          .output()
+          .split("\n")
+          .filter((line) => line.includes("ignoring etcd member settings"))
+        expect(warning).toHaveLength(1)
+        for (const key of [
+          "snapshot-count",
+          "initial-cluster-token",
+          "enable-v2",
+          "force-new-cluster",
+          "peer-transport-security.client-cert-auth",
+        ]) {
+          expect(warning[0], key).toContain(`${key} in ${config.file}`)
+        }
+        expect(proxy.output()).not.toContain("is not an etcd or etcd-proxy setting")
+      }),
     )
 
     it.scoped("a bad or missing config file exits 2 naming the file", () =>
@@ -135,7 +222,9 @@ data-dir: ${dataDir}
         const unknown = yield* configFile(() => "proxy: sometimes\n")
         const value = yield* runCli(["--config-file", unknown.file])
         expect(value.code).toBe(2)
-        expect(value.output).toContain('invalid value "sometimes" for --proxy')
+        expect(value.output).toBe(
+          `etcd-proxy: invalid value "sometimes" for proxy in ${unknown.file}: expected on or readonly\n`,
+        )
       }),
     )
   },

@@ -41,14 +41,18 @@ export interface ProxyOptions {
   readonly dataDir?: string
   /** Add `--listen-client-urls` and `--data-dir` (default true). */
   readonly defaults?: boolean
+  /** The working directory (etcd's default data dir is relative to it). */
+  readonly cwd?: string
 }
 
 /** Runs the CLI and collects its output; does not wait for anything. */
 export const spawnCli = (
   args: ReadonlyArray<string>,
   env: Readonly<Record<string, string>> = {},
+  cwd?: string,
 ) => {
   const child = spawn(process.execPath, [...nodeFlags(), binPath, ...args], {
+    ...(cwd === undefined ? {} : { cwd }),
     env: { PATH: process.env.PATH ?? "", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   })
@@ -90,7 +94,7 @@ export const startProxy = (options: ProxyOptions) =>
               dataDir,
               ...options.args,
             ]
-      const run = spawnCli(args, options.env)
+      const run = spawnCli(args, options.env, options.cwd)
       const url = `http://127.0.0.1:${port}`
       let ended: number | string | undefined
       void run.exited.then((code) => (ended = code))

@@ -1,7 +1,8 @@
 /** promote's etcdctl output and member answers, and join's argument split (SPEC §9, §10): pure parts. */
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
-import { readJoinArgv } from "../../src/cli/join.js"
+import { readCommandLine } from "../../src/cli/commandLine.js"
+import { joinCommand } from "../../src/cli/commands.js"
 import {
   decodeV2MemberList,
   decodeV3MemberAdd,
@@ -70,6 +71,12 @@ describe("member add output", () => {
 })
 
 describe("join's arguments", () => {
+  const readJoinArgv = (argv: ReadonlyArray<string>, env: Record<string, string>) =>
+    Either.map(readCommandLine(joinCommand, argv, env), (line) => ({
+      values: new Map([...line.settings].map(([name, setting]) => [name, setting.value])),
+      etcdArgs: line.forEtcd,
+    }))
+
   it("takes its own flags, leaves every other argument to etcd unchanged and in order", () => {
     const parsed = Either.getOrThrow(
       readJoinArgv(
@@ -91,6 +98,8 @@ describe("join's arguments", () => {
           "--client-cert-auth",
           "--initial-cluster-token",
           "t",
+          "--unknown-to-everyone",
+          "v",
         ],
         {},
       ),
@@ -116,13 +125,14 @@ describe("join's arguments", () => {
       "--client-cert-auth",
       "--initial-cluster-token",
       "t",
+      "--unknown-to-everyone",
+      "v",
     ])
   })
 
-  it("reads what it needs from ETCD_* when the flag is absent, as etcd does", () => {
+  it("reads what it needs from ETCD_* when the flag is absent; both set is an error, as in etcd", () => {
     const parsed = Either.getOrThrow(
       readJoinArgv(["--name", "flag"], {
-        ETCD_NAME: "env",
         ETCD_DISCOVERY: "http://d/t",
         ETCD_PROXY_FALLBACK: "exit",
       }),
@@ -131,10 +141,17 @@ describe("join's arguments", () => {
     expect(parsed.values.get("discovery")).toBe("http://d/t")
     expect(parsed.values.get("discovery-fallback")).toBe("exit")
     expect(parsed.etcdArgs).toEqual(["--name", "flag"])
+    const both = readJoinArgv(["--name", "flag", "--discovery", "http://d/t"], { ETCD_NAME: "env" })
+    expect(Either.isLeft(both) && both.left.message).toBe(
+      "--name and ETCD_NAME are both set; set only one of them",
+    )
   })
 
-  it("a flag of its own without a value is a usage error", () => {
-    const parsed = readJoinArgv(["--discovery"], {})
-    expect(Either.isLeft(parsed)).toBe(true)
+  it("a flag of its own without a value, or no discovery URL, is a usage error", () => {
+    expect(Either.isLeft(readJoinArgv(["--discovery"], {}))).toBe(true)
+    const none = readJoinArgv(["--name", "a"], {})
+    expect(Either.isLeft(none) && none.left.message).toContain(
+      "join needs --discovery (or ETCD_DISCOVERY)",
+    )
   })
 })
