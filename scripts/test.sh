@@ -36,6 +36,6 @@ trap 'rm -rf "$bin"' EXIT
 ln -s "$(realpath "$node")" "$bin/node"
 export PATH="$bin:$PATH"
 # test/integration/node-runtime.test.ts checks that the tests really ran on it.
-export ETCD_PROXY_TEST_NODE_VERSION=$version
+export NODE_VERSION_UNDER_TEST=$version
 echo "tests on Node $version ($node)" >&2
 "$bin/node" node_modules/vitest/vitest.mjs run "$@"

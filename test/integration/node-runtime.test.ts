@@ -13,7 +13,7 @@ layer(EtcdCluster.layer({ size: 1 }), { timeout: 60_000, excludeTestServices: tr
     it.effect("the test workers run on the Node that scripts/test.sh was given", () =>
       Effect.sync(() => {
         // Set by scripts/test.sh; a bare `npx vitest` runs on whatever node started it.
-        const wanted = process.env.ETCD_PROXY_TEST_NODE_VERSION
+        const wanted = process.env.NODE_VERSION_UNDER_TEST
         if (wanted !== undefined) expect(process.version).toBe(wanted)
         // The shebang of dist/cli/bin.js and any script started by name find the same node.
         const onPath = execFileSync("node", ["--version"], { encoding: "utf8" }).trim()
