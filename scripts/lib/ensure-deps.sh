@@ -5,28 +5,47 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 purpose=${1:-test}
-
-# command -> Debian package
-declare -A packages=([etcd]=etcd-server [curl]=curl)
 case "$purpose" in
-  test)
-    packages+=([etcdctl]=etcd-client [discovery.etcd.io]=etcd-discovery [dnsmasq]=dnsmasq-base [openssl]=openssl [promtool]=prometheus)
-    ;;
-  bench)
-    packages+=([wrk]=wrk)
+  demo | test | bench) ;;
+  *)
+    echo "usage: ensure-deps.sh demo|test|bench" >&2
+    exit 2
     ;;
 esac
 
+# One line per Debian package: the purposes that need it, a command it installs, the package.
+deps=(
+  "demo,test,bench  curl               curl"
+  "demo,test,bench  etcd               etcd-server"
+  "test             discovery.etcd.io  etcd-discovery"
+  "test             dnsmasq            dnsmasq-base"
+  "test             etcdctl            etcd-client"
+  "test             openssl            openssl"
+  "test             promtool           prometheus"
+  "bench            nginx              nginx-light"
+  "bench            wrk                wrk"
+)
+
 missing=()
-for cmd in "${!packages[@]}"; do
+for line in "${deps[@]}"; do
+  read -r purposes cmd package <<<"$line"
+  [[ ,$purposes, == *,$purpose,* ]] || continue
   if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
-    missing+=("${packages[$cmd]}")
+    missing+=("$package")
   fi
 done
 
 if ((${#missing[@]} > 0)); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     echo "installing Debian packages: ${missing[*]}" >&2
+    # A package with a service (nginx-light, prometheus) must not start it on every interface: the
+    # tests and the bench start their own, on loopback. policy-rc.d is Debian's switch for that.
+    policy=/usr/sbin/policy-rc.d
+    if [[ ! -e $policy ]]; then
+      printf '#!/bin/sh\nexit 101\n' >"$policy"
+      chmod +x "$policy"
+      trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
