@@ -332,7 +332,9 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
             this.partialUrl = ""
             const bodyStart = this.headEndHere()
             this.onRequest(major, minor, raw, methods[method ?? 0] ?? "GET", target, keepAlive)
+            // The body bytes of this read go with the head, so that a member gets both at once.
             this.takeBody(bodyStart)
+            this.startNext()
             return 0
           },
           onBody: (chunk) => this.onBody(chunk),
@@ -456,7 +458,6 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         this.queue.push(exchange)
         if (framing !== undefined) this.stopped = true
         else if (hasBody) this.reading = exchange
-        this.startNext()
       }
 
       private onBody(chunk: Buffer): void {
