@@ -51,16 +51,23 @@ export function memberFlags({ name, dataDir, clientUrl, peerUrl, logLevel = "err
 }
 
 /** A free TCP port on 127.0.0.1 (the kernel picks it; we close it again at once). */
+/**
+ * A free loopback port for a server the tests start, from below the kernel's range of ports for
+ * outgoing connections (32768–60999 on Linux): a port picked from that range can be taken by
+ * some client's connection between the pick and the server's bind ("address already in use").
+ */
 export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.unref()
-    server.on("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
+  const tryPort = (attempt) =>
+    new Promise((resolve, reject) => {
+      const port = 20_000 + Math.floor(Math.random() * 12_000)
+      const server = createServer()
+      server.unref()
+      server.once("error", (error) =>
+        attempt < 50 ? resolve(tryPort(attempt + 1)) : reject(error),
+      )
+      server.listen(port, "127.0.0.1", () => server.close(() => resolve(port)))
     })
-  })
+  return tryPort(0)
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))

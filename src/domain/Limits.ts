@@ -35,12 +35,13 @@ export const limits = {
    */
   http2IdleProbe: Duration.seconds(4),
   /**
-   * An HTTP/2 client connection that opened this many streams leaves memory worth giving back
-   * when it ends: a full garbage collection follows once such connections have stopped ending
-   * for `http2BurstQuiet`.
+   * An HTTP/2 client connection that opened this many streams, or an HTTP/1.1 one that sent this
+   * many bytes, leaves memory worth giving back when it ends: a full garbage collection follows
+   * once such connections have stopped ending for `burstQuiet`.
    */
   http2BurstStreams: 100,
-  http2BurstQuiet: Duration.seconds(2),
+  http1BurstBytes: 1 << 20,
+  burstQuiet: Duration.seconds(2),
   /** How long in-flight requests may finish on shutdown before the rest are cut. */
   drain: Duration.seconds(5),
 } as const

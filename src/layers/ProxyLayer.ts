@@ -15,6 +15,7 @@ import { MemberList } from "../services/cluster/MemberList.js"
 import { MetricsListener } from "../services/request/MetricsListener.js"
 import { Metrics } from "../services/Metrics.js"
 import { ModeGuard } from "../services/request/ModeGuard.js"
+import { MemoryRelease } from "../services/request/MemoryRelease.js"
 import { OwnEndpoints } from "../services/request/OwnEndpoints.js"
 import { ProxyIdentity } from "../services/request/ProxyIdentity.js"
 import { RequestGate } from "../services/request/RequestGate.js"
@@ -92,9 +93,11 @@ export const MembersLive = (config: ProxyConfigShape) =>
   )
 
 /** The request path's shared parts: identity, admission, and the proxy's own answers. */
-const RequestPathLive = Layer.mergeAll(RequestGate.Default, OwnEndpoints.Default).pipe(
-  Layer.provideMerge(ProxyIdentity.Default),
-)
+const RequestPathLive = Layer.mergeAll(
+  RequestGate.Default,
+  OwnEndpoints.Default,
+  MemoryRelease.Default,
+).pipe(Layer.provideMerge(ProxyIdentity.Default))
 
 /**
  * The whole proxy (member list, shuffler, listeners) for a program that embeds it: it reads

@@ -171,14 +171,9 @@ layer(Setup.layer, { timeout: 120_000, excludeTestServices: true })("client exha
       )
       yield* Effect.sleep("500 millis")
       expect(yield* watchesOpen(proxy)).toBe(1)
+      expect(memberConnections(member) - baseline).toBeLessThanOrEqual(1)
       socket.end()
-      expect(
-        yield* eventually(
-          5_000,
-          () => memberConnections(member),
-          (n) => n <= baseline,
-        ),
-      ).toBe(baseline)
+      expect(yield* eventuallyEffect(5_000, busyConnections(proxy), (n) => n === 0)).toBe(0)
       expect(yield* watchesOpen(proxy)).toBe(0)
       socket.destroy()
     }),

@@ -282,8 +282,11 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
         this.bodyClosed = false
         this.sent = true
         const now = performance.now()
+        // Head and the body received so far in one write: one segment for a small request.
+        connection.cork()
         this.writeBlockedSince = connection.write(head) ? 0 : now
         this.sendBody()
+        connection.uncork()
         this.answerBy = answerMs > 0 && this.retryAfterSend && !exchange.watch ? now + answerMs : 0
         this.lastRead = readMs > 0 ? now : 0
         if (this.answerBy > 0 || this.lastRead > 0 || writeMs > 0) timed.add(this)

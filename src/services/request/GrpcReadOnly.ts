@@ -16,18 +16,12 @@ import { clientAddress } from "../../domain/Headers.js"
 import { limits } from "../../domain/Limits.js"
 import { isGrpcCall } from "../../domain/Mode.js"
 import { firstEndpoint, type OwnEndpoint } from "../../domain/Admission.js"
-import {
-  answerGrpc,
-  answerRefusal,
-  burstRelease,
-  failureTag,
-  grpcStatus,
-  percentEncode,
-} from "./Http2.js"
+import { answerGrpc, answerRefusal, failureTag, grpcStatus, percentEncode } from "./Http2.js"
 import { MemberList } from "../cluster/MemberList.js"
 import { Metrics } from "../Metrics.js"
 import { TlsMaterial } from "../TlsMaterial.js"
 import { dialMember } from "./dialMember.js"
+import { MemoryRelease } from "./MemoryRelease.js"
 import { OwnEndpoints } from "./OwnEndpoints.js"
 import { ProxyIdentity } from "./ProxyIdentity.js"
 import { RequestGate } from "./RequestGate.js"
@@ -85,6 +79,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     const own = yield* OwnEndpoints
     const dialMs = Duration.toMillis(config.dialTimeout)
     const runtime = yield* Effect.runtime<never>()
+    const memory = yield* MemoryRelease
 
     // --- pooled sessions to members -----------------------------------------------------
     const upstreams = new Map<string, Upstream>()
@@ -388,28 +383,13 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       }
     }
 
-    const release = burstRelease(Duration.toMillis(limits.http2BurstQuiet), (outcome) =>
-      Runtime.runFork(runtime)(
-        outcome instanceof Error
-          ? Effect.logWarning("cannot give memory back after HTTP/2 bursts").pipe(
-              Effect.annotateLogs({ error: outcome.message }),
-            )
-          : Effect.logDebug("memory given back after an HTTP/2 burst").pipe(
-              Effect.annotateLogs({
-                rssBefore: `${Math.round(outcome.rssBefore / 2 ** 20)}MiB`,
-                rssAfter: `${Math.round(outcome.rssAfter / 2 ** 20)}MiB`,
-              }),
-            ),
-      ),
-    )
-
     server.on("session", (session) => {
       sessions.add(session)
       let streams = 0
       session.on("stream", () => (streams += 1))
       session.once("close", () => {
         sessions.delete(session)
-        if (streams >= limits.http2BurstStreams) release.ended()
+        if (streams >= limits.http2BurstStreams) memory.burstEnded()
       })
       session.on("error", () => session.destroy())
       session.once("connect", () => session.setLocalWindowSize(limits.http2ConnectionWindow))
@@ -428,7 +408,6 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     }
 
     const closeAll = (): void => {
-      release.close()
       for (const session of sessions) session.destroy()
       for (const upstream of upstreams.values()) upstream.session.destroy()
       upstreams.clear()

@@ -30,6 +30,7 @@ import { Metrics } from "../Metrics.js"
 import { awaitClosed } from "./drain.js"
 import { Forwarder, RequestBody, type Exchange as Forwarded, type Forwarding } from "./Forwarder.js"
 import { isParseError, makeParser, methods, type Parser } from "./llhttp.js"
+import { MemoryRelease } from "./MemoryRelease.js"
 import { OwnEndpoints } from "./OwnEndpoints.js"
 import { RequestGate } from "./RequestGate.js"
 
@@ -66,6 +67,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
     const own = yield* OwnEndpoints
     const members = yield* MemberList
     const metrics = yield* Metrics
+    const memory = yield* MemoryRelease
     const maxBody = config.maxRequestBytes
     const corsOrigins = new Set(config.cors)
 
@@ -308,6 +310,8 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
       /** Bytes of the current Content-Length body still to come, taken from the reads. */
       private rawRemaining = 0
       private inMessage = false
+      /** Bytes read from the client: a connection that sent much leaves memory to give back. */
+      private bytesIn = 0
 
       constructor(readonly socket: net.Socket) {
         this.address = clientAddress(socket.remoteAddress)
@@ -328,7 +332,9 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
             this.partialUrl = ""
             const bodyStart = this.headEndHere()
             this.onRequest(major, minor, raw, methods[method ?? 0] ?? "GET", target, keepAlive)
+            // The body bytes of this read go with the head, so that a member gets both at once.
             this.takeBody(bodyStart)
+            this.startNext()
             return 0
           },
           onBody: (chunk) => this.onBody(chunk),
@@ -350,6 +356,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
 
       parse(chunk: Buffer): void {
         if (this.stopped) return
+        this.bytesIn += chunk.length
         this.chunk = chunk
         if (this.rawRemaining > 0) {
           // The read starts with more of a Content-Length body.
@@ -451,7 +458,6 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         this.queue.push(exchange)
         if (framing !== undefined) this.stopped = true
         else if (hasBody) this.reading = exchange
-        this.startNext()
       }
 
       private onBody(chunk: Buffer): void {
@@ -616,6 +622,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         this.reading = undefined
         const parser = this.parser
         setImmediate(() => parser.close())
+        if (this.bytesIn >= limits.http1BurstBytes) memory.burstEnded()
       }
 
       /** Called every second: idle, slow and stalled connections are closed (SPEC §3.9, §3.13). */

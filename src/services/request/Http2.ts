@@ -1,10 +1,8 @@
 /**
  * What the HTTP/2 relay and the read-only gRPC front share (SPEC §3.10): recognising the
- * connection preface, giving memory back after a burst, and the gRPC answers the proxy makes
- * itself.
+ * connection preface and the gRPC answers the proxy makes itself.
  */
 import * as http2 from "node:http2"
-import * as inspector from "node:inspector"
 import { grpcAnswer, httpAnswer, type ProxyRefusal } from "../../domain/Errors.js"
 
 /** What every HTTP/2 client sends first (RFC 9113 §3.4); no HTTP/1 request starts this way. */
@@ -25,63 +23,6 @@ export const failureTag = (error: unknown): string => {
   if (typeof e?.code === "string") return e.code
   if (typeof e?._tag === "string") return e._tag
   return typeof e?.name === "string" ? e.name : "Error"
-}
-
-// --- memory after a burst -----------------------------------------------------------------
-
-export interface BurstRelease {
-  /** A burst of HTTP/2 work ended: collect once nothing else has ended for a while. */
-  readonly ended: () => void
-  readonly close: () => void
-}
-
-/**
- * Gives back the memory a burst of HTTP/2 streams made the proxy allocate (SPEC §3.13). Once its
- * streams end, what an abusive or stalled connection cost (thousands of stream objects, the
- * buffers of its stalled streams) is garbage, but V8 grew its heap for it and an idle process runs
- * no collection that would give the pages back: RSS stayed 20–40 MB up after the attacks of
- * issue 12. One full collection when the burst is over (`quietMs` after the last one ended)
- * returns it. V8 has no public call for that but the inspector protocol's, which every official
- * Node build carries; `report` is told the outcome, or that the inspector is missing.
- */
-export const burstRelease = (
-  quietMs: number,
-  report: (outcome: { readonly rssBefore: number; readonly rssAfter: number } | Error) => void,
-): BurstRelease => {
-  let session: inspector.Session | undefined
-  let unavailable = false
-  let timer: NodeJS.Timeout | undefined
-  const collect = () => {
-    timer = undefined
-    if (unavailable) return
-    const rssBefore = process.memoryUsage.rss()
-    try {
-      if (session === undefined) {
-        session = new inspector.Session()
-        session.connect()
-      }
-      session.post("HeapProfiler.collectGarbage", (error) =>
-        report(error ?? { rssBefore, rssAfter: process.memoryUsage.rss() }),
-      )
-    } catch (error) {
-      unavailable = true
-      report(error instanceof Error ? error : new Error(String(error)))
-    }
-  }
-  return {
-    ended: () => {
-      if (timer !== undefined) {
-        timer.refresh()
-        return
-      }
-      timer = setTimeout(collect, quietMs)
-      timer.unref()
-    },
-    close: () => {
-      if (timer !== undefined) clearTimeout(timer)
-      session?.disconnect()
-    },
-  }
 }
 
 // --- gRPC answers the proxy makes itself ---------------------------------------------------

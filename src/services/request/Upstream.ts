@@ -176,6 +176,15 @@ export class MemberConnection {
     return ok
   }
 
+  /** Holds writes back until `uncork`, so that head and body leave in one system call. */
+  cork(): void {
+    this.socket.cork()
+  }
+
+  uncork(): void {
+    this.socket.uncork()
+  }
+
   /** Request bytes are waiting for the member to take them. */
   get writeBlocked(): boolean {
     return this.blocked
