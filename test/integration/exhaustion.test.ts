@@ -111,7 +111,7 @@ class Setup extends Context.Tag("test/ExhaustionSetup")<
 const report = (what: string, rss: Figures, connections: Figures) =>
   Effect.sync(() =>
     console.log(
-      `${what}: RSS MB ${rss.before.toFixed(0)} → peak ${rss.peak.toFixed(0)} → ${rss.after.toFixed(0)}; member connections ${connections.before} → ${connections.peak} → ${connections.after}`,
+      `${what}: RSS MB before ${rss.before.toFixed(0)}, during ${rss.peak.toFixed(0)}, after ${rss.after.toFixed(0)}; member connections before ${connections.before}, during ${connections.peak}, after ${connections.after}`,
     ),
   )
 
@@ -129,7 +129,9 @@ layer(Setup.layer, { timeout: 120_000, excludeTestServices: true })("client exha
         const proxy = yield* proxyFor("on")
         // The bystander's own keep-alive connections to the member are part of the baseline.
         yield* bystander(proxy)
+        const pid = proxy.child.pid!
         const baseline = memberConnections(member)
+        const rssBefore = rssMb(pid)
         const polls = Array.from(
           { length: 300 },
           (_, i) => `GET /v2/keys/never/${i}?wait=true HTTP/1.1\r\nHost: p\r\n\r\n`,
@@ -137,6 +139,7 @@ layer(Setup.layer, { timeout: 120_000, excludeTestServices: true })("client exha
         const socket = yield* attacker(proxy.port, polls)
         yield* Effect.sleep("1 second")
         const held = memberConnections(member)
+        const rssHeld = rssMb(pid)
         // One request at a time per connection: the first long poll is out, the rest wait.
         expect(held - baseline).toBeLessThanOrEqual(2)
         expect(yield* watchesOpen(proxy)).toBe(1)
@@ -149,7 +152,7 @@ layer(Setup.layer, { timeout: 120_000, excludeTestServices: true })("client exha
         expect(yield* watchesOpen(proxy)).toBe(0)
         yield* report(
           "300 long polls",
-          { before: 0, peak: 0, after: 0 },
+          { before: rssBefore, peak: rssHeld, after: rssMb(pid) },
           {
             before: baseline,
             peak: held,

@@ -57,8 +57,9 @@ type Shape = "null" | "partial list" | "members without clientURLs" | "list with
 /**
  * A FAKE member peer: it answers `GET /members` with the shapes a real member gives while it
  * replays its log after a restart (observed for 57-497 ms, so a real restart shows them only
- * by chance). It binds a port below the ephemeral range, so its URL sorts before the real
- * peers' and every refresh asks it first.
+ * by chance). It binds a port in 10000-19999, below the 20000-31999 the real members get from
+ * scripts/lib/cluster.mjs, so its URL sorts before the real peers' and every refresh asks it
+ * first.
  */
 const fakePeer = (clusterId: string, real: ReadonlyArray<Member>) =>
   Effect.acquireRelease(
@@ -90,7 +91,7 @@ const fakePeer = (clusterId: string, real: ReadonlyArray<Member>) =>
         res.end(body)
       })
       for (let tries = 0; state.url === ""; tries++) {
-        const port = 10_000 + Math.floor(Math.random() * 20_000)
+        const port = 10_000 + Math.floor(Math.random() * 10_000)
         const bound = await new Promise<boolean>((resolve) => {
           server.once("error", () => resolve(false))
           server.listen(port, "127.0.0.1", () => resolve(true))
