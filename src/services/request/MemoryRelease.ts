@@ -10,7 +10,7 @@ import * as Runtime from "effect/Runtime"
 import { limits } from "../../domain/Limits.js"
 
 interface BurstRelease {
-  /** A burst of HTTP/2 work ended: collect once nothing else has ended for a while. */
+  /** A costly connection ended: collect once no other has ended for a while. */
   readonly ended: () => void
   readonly close: () => void
 }
