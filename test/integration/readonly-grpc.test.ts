@@ -383,5 +383,76 @@ layer(environment, { excludeTestServices: true, timeout: "60 seconds" })(
         expect(watch.output()).toContain("PUT\n/ro/failover\nafter-1\n")
       }),
     )
+
+    // Last: it kills a second member. The watch is bare HTTP/2, so what the client gets is what
+    // the proxy sent (etcdctl retries on an empty status and hid the hang python3-etcd3 showed).
+    it.scoped("a watch whose member dies ends with UNAVAILABLE, never without a status", () =>
+      Effect.gen(function* () {
+        const proxy = yield* Proxy
+        const cluster = yield* EtcdCluster
+        const config = (yield* Effect.promise(() =>
+          fetch(`${proxy.url}/v2/config/local/proxy`).then((r) => r.json()),
+        )) as {
+          endpoints: Array<string>
+          members: Array<{ clientURLs: Array<{ url: string; state: string }> }>
+        }
+        const available = new Set(
+          config.members.flatMap((m) =>
+            m.clientURLs.filter((u) => u.state === "available").map((u) => u.url),
+          ),
+        )
+        const used = config.endpoints.find((url) => available.has(url))!
+        const victim = cluster.members.findIndex((m) => m.clientUrl === used)
+        expect(victim).toBeGreaterThanOrEqual(0)
+
+        const session = http2.connect(proxy.url)
+        yield* Effect.addFinalizer(() => Effect.sync(() => session.destroy()))
+        session.on("error", () => {})
+        const watch = session.request({
+          ":method": "POST",
+          ":path": "/etcdserverpb.Watch/Watch",
+          "content-type": "application/grpc",
+          te: "trailers",
+        })
+        watch.on("error", () => {})
+        // WatchRequest { create_request { key: "/ro/dies" } }, the request stream left open.
+        const key = Buffer.from("/ro/dies")
+        watch.write(
+          grpcFrame(Buffer.concat([Buffer.from([0x0a, key.length + 2, 0x0a, key.length]), key])),
+        )
+        const ending = new Promise<{
+          readonly trailers: http2.IncomingHttpHeaders | undefined
+          readonly data: number
+        }>((resolve) => {
+          let trailers: http2.IncomingHttpHeaders | undefined
+          let data = 0
+          watch.on("data", (chunk: Buffer) => (data += chunk.length))
+          watch.on("trailers", (received) => (trailers = received))
+          // The answer's end (END_STREAM); the request side stays open, as a client's would.
+          watch.on("end", () => resolve({ trailers, data }))
+          watch.on("close", () => resolve({ trailers, data }))
+        })
+        // The member confirmed the watch (its WatchResponse with created = true came back).
+        const created = yield* Effect.promise(
+          () =>
+            new Promise<boolean>((resolve) => {
+              watch.once("data", () => resolve(true))
+              setTimeout(() => resolve(false), 10_000).unref()
+            }),
+        )
+        expect(created).toBe(true)
+
+        yield* Effect.promise(() => cluster.killMember(victim))
+        const ended = yield* Effect.promise(() => ending).pipe(
+          Effect.timeoutFail({
+            duration: "10 seconds",
+            onTimeout: () =>
+              new Error("the watch neither ended nor failed 10 s after its member died"),
+          }),
+        )
+        expect(ended.trailers?.["grpc-status"]).toBe("14")
+        expect(ended.trailers?.["grpc-message"]).toMatch(/^httpproxy: /)
+      }),
+    )
   },
 )

@@ -60,6 +60,7 @@ interface Upstream {
 /** One call in flight: the client's stream and what it is relayed to. */
 interface Call {
   readonly stream: http2.ServerHttp2Stream
+  readonly grpc: boolean
   readonly watch: boolean
   upstream: http2.ClientHttp2Stream | undefined
   /** The member's answer ended normally; nothing to fail any more. */
@@ -155,6 +156,16 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
     // --- the stream path ----------------------------------------------------------------
     const calls = new Set<Call>()
     let turn = 0
+
+    /**
+     * A gRPC answer always ends with a status in trailers. A member that dies mid-call ends its
+     * stream without one (the session's end reads as the stream's), and a client given no status
+     * waits forever (python3-etcd3's watch did): it gets UNAVAILABLE and retries instead.
+     */
+    const unfinished: http2.OutgoingHttpHeaders = {
+      "grpc-status": String(grpcStatus.unavailable),
+      "grpc-message": percentEncode("httpproxy: the member ended the call without a status"),
+    }
 
     /** Ends a call whose member went away: the client gets UNAVAILABLE and retries, as gRPC clients do. */
     const failCall = (call: Call, message: string): void => {
@@ -336,6 +347,7 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
 
       const call: Call = {
         stream,
+        grpc,
         watch: admission._tag === "Forward" && admission.watch,
         upstream: undefined,
         done: false,
@@ -344,7 +356,9 @@ export class GrpcReadOnly extends Effect.Service<GrpcReadOnly>()("etcd-proxy/Grp
       calls.add(call)
       gate.enter(client)
       if (call.watch) metrics.watchOpened()
-      stream.on("wantTrailers", () => stream.sendTrailers(call.trailers ?? {}))
+      stream.on("wantTrailers", () =>
+        stream.sendTrailers(call.trailers ?? (call.grpc ? unfinished : {})),
+      )
       stream.once("close", () => {
         calls.delete(call)
         gate.leave(client)
