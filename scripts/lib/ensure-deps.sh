@@ -13,7 +13,8 @@ case "$purpose" in
     ;;
 esac
 
-# One line per Debian package: the purposes that need it, a command it installs, the package.
+# One line per Debian package: the purposes that need it, a command it installs (or py:MODULE,
+# a module Debian's /usr/bin/python3 must import), the package.
 deps=(
   "demo,test,bench  curl               curl"
   "demo,test,bench  etcd               etcd-server"
@@ -22,6 +23,8 @@ deps=(
   "test             etcdctl            etcd-client"
   "test             openssl            openssl"
   "test             promtool           prometheus"
+  "test             py:etcd            python3-etcd"
+  "test             py:etcd3gw         python3-etcd3gw"
   "bench            nginx              nginx-light"
   "bench            wrk                wrk"
 )
@@ -30,7 +33,9 @@ missing=()
 for line in "${deps[@]}"; do
   read -r purposes cmd package <<<"$line"
   [[ ,$purposes, == *,$purpose,* ]] || continue
-  if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
+  if [[ $cmd == py:* ]]; then
+    /usr/bin/python3 -c "import ${cmd#py:}" >/dev/null 2>&1 || missing+=("$package")
+  elif ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
     missing+=("$package")
   fi
 done
