@@ -18,6 +18,8 @@ export interface RequestHead {
   /** A transfer coding other than plain `chunked` (`gzip, chunked`): the proxy refuses it. */
   readonly otherCoding: boolean
   readonly expectContinue: boolean
+  /** An `Expect` other than `100-continue` (an empty one too): Node's server answers 417. */
+  readonly expectOther: boolean
   readonly origin: string | undefined
   readonly corsRequestHeaders: string | undefined
 }
@@ -89,7 +91,7 @@ export const readRequestHead = (raw: ReadonlyArray<string>): RequestHead => {
   let contentLength: number | undefined
   let chunked = false
   let otherCoding = false
-  let expectContinue = false
+  let expect: string | undefined
   let origin: string | undefined
   let corsRequestHeaders: string | undefined
   for (let i = 0; i < raw.length; i += 2) {
@@ -108,7 +110,7 @@ export const readRequestHead = (raw: ReadonlyArray<string>): RequestHead => {
           forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
           continue
         case "expect":
-          if (value.toLowerCase() === "100-continue") expectContinue = true
+          expect = expect === undefined ? value : `${expect}, ${value}`
           continue
         case "content-length":
           contentLength = Number(value)
@@ -138,6 +140,8 @@ export const readRequestHead = (raw: ReadonlyArray<string>): RequestHead => {
     if (named !== undefined && named.has(key ?? lower(name))) continue
     lines += `${name}: ${value}\r\n`
   }
+  // Node's server reads `Expect` with this expression (`continueExpression` of `_http_common`).
+  const expectContinue = expect !== undefined && /(?:^|\W)100-continue(?:$|\W)/i.test(expect)
   return {
     lines,
     via,
@@ -147,6 +151,7 @@ export const readRequestHead = (raw: ReadonlyArray<string>): RequestHead => {
     chunked,
     otherCoding,
     expectContinue,
+    expectOther: expect !== undefined && !expectContinue,
     origin,
     corsRequestHeaders,
   }

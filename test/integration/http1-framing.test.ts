@@ -341,6 +341,58 @@ layer(Proxies.layer, { timeout: 90_000, excludeTestServices: true })("HTTP/1.1 f
     )
   })
 
+  describe("odd but legal requests keep their meaning", () => {
+    it.scoped("a chunked body's trailers stay with it: the next request keeps its own target", () =>
+      Effect.gen(function* () {
+        const { proxy, member } = yield* proxies("on")
+        const answer = yield* converse(proxy.port, [
+          "PUT /v2/keys/trailed HTTP/1.1\r\nHost: p\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            "7;ext=1\r\nvalue=t\r\n0\r\nX-Trailer: t\r\n\r\n" +
+            "GET /version HTTP/1.1\r\nHost: p\r\n\r\n",
+        ])
+        expect(statuses(answer.text), answer.text).toEqual([201, 200])
+        expect(answer.text).toContain("etcdserver")
+        expect(yield* memberValue(member, "trailed")).toBe("t")
+      }),
+    )
+
+    it.scoped("a method past llhttp's HTTP list (QUERY) reaches the member as itself", () =>
+      Effect.gen(function* () {
+        const { proxy } = yield* proxies("on")
+        // The member refuses any method but GET on /version; forwarded as GET it would be 200.
+        const answer = yield* converse(proxy.port, [
+          "QUERY /version HTTP/1.1\r\nHost: p\r\n\r\nGET /version HTTP/1.1\r\nHost: p\r\n\r\n",
+        ])
+        expect(statuses(answer.text), answer.text).toEqual([405, 200])
+        const readonly = yield* proxies("readonly")
+        const refused = yield* converse(readonly.proxy.port, [
+          "QUERY /version HTTP/1.1\r\nHost: p\r\n\r\n",
+        ])
+        expect(statuses(refused.text)).toEqual([501])
+        expect(refused.text).toContain("read-only proxy refuses QUERY /version")
+      }),
+    )
+
+    it.scoped("an expectation other than 100-continue gets 417 as from Node's server", () =>
+      Effect.gen(function* () {
+        const { proxy, member } = yield* proxies("on")
+        const answer = yield* converse(proxy.port, [
+          "GET /version HTTP/1.1\r\nHost: p\r\nExpect: something-else\r\n\r\n" +
+            put("expect-other", "x", "Expect: x-other\r\n") +
+            "GET /version HTTP/1.1\r\nHost: p\r\n\r\n",
+        ])
+        expect(statuses(answer.text), answer.text).toEqual([417, 417, 200])
+        expect(answer.closed).toBe(false)
+        expect(yield* memberValue(member, "expect-other")).toBeUndefined()
+        // HTTP/1.0 has no expectations (Node ignores them): served.
+        const old = yield* converse(proxy.port, [
+          "GET /version HTTP/1.0\r\nExpect: something-else\r\n\r\n",
+        ])
+        expect(statuses(old.text)).toEqual([200])
+      }),
+    )
+  })
+
   describe("read-only: a refused request never reaches a member, however it is wrapped", () => {
     it.scoped("a PUT pipelined behind a GET gets 501; the GET is served", () =>
       Effect.gen(function* () {

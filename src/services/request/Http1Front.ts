@@ -29,7 +29,7 @@ import { MemberList } from "../cluster/MemberList.js"
 import { Metrics } from "../Metrics.js"
 import { awaitClosed } from "./drain.js"
 import { Forwarder, RequestBody, type Exchange as Forwarded, type Forwarding } from "./Forwarder.js"
-import { isParseError, makeParser, methods, type Parser } from "./llhttp.js"
+import { isParseError, makeParser, methodNames, type Parser } from "./llhttp.js"
 import { MemoryRelease } from "./MemoryRelease.js"
 import { OwnEndpoints } from "./OwnEndpoints.js"
 import { RequestGate } from "./RequestGate.js"
@@ -136,6 +136,16 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           this.refuse(new BadRequestTarget({ target: this.badTarget }))
           return
         }
+        if (this.head.expectOther && !this.http10) {
+          // As Node's server: an expectation the proxy cannot meet is 417, nothing forwarded.
+          this.answer(
+            417,
+            `Content-Type: application/json\r\n${corsLines(this.head) ?? ""}`,
+            JSON.stringify({ message: "httpproxy: unsupported Expect header" }),
+            false,
+          )
+          return
+        }
         if (this.oversized) {
           metrics.dropped(this.method, "failed_sending_request")
           this.refuse(new RequestTooLarge({ limit: maxBody }))
@@ -173,7 +183,9 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           case "Forward":
             break
         }
-        if (this.head.expectContinue && !this.body.ended) conn.socket.write(continueHead, "latin1")
+        if (this.head.expectContinue && !this.http10 && !this.body.ended) {
+          conn.socket.write(continueHead, "latin1")
+        }
         this.watch = admission.watch
         this.extraLines = corsLines(this.head) ?? ""
         this.started = performance.now()
@@ -210,7 +222,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         // to wait for or the client waits for 100 Continue before sending it.
         const close =
           refusal._tag === "RequestTooLarge" ||
-          (!this.body.ended && this.head.expectContinue && this.body.received === 0)
+          (!this.body.ended && this.head.expectContinue && !this.http10 && this.body.received === 0)
         this.answer(status, `Content-Type: application/json\r\n${this.extraLines}`, body, close)
       }
 
@@ -331,7 +343,9 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
             const target = url ?? this.partialUrl
             this.partialUrl = ""
             const bodyStart = this.headEndHere()
-            this.onRequest(major, minor, raw, methods[method ?? 0] ?? "GET", target, keepAlive)
+            // A number llhttp does not name (none today) cannot be forwarded as some other method.
+            const name = method === undefined ? undefined : methodNames[method]
+            this.onRequest(major, minor, raw, name ?? "", target, keepAlive)
             // The body bytes of this read go with the head, so that a member gets both at once.
             this.takeBody(bodyStart)
             this.startNext()
@@ -340,6 +354,10 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
           onBody: (chunk) => this.onBody(chunk),
           onMessageComplete: () => {
             this.inMessage = false
+            // Trailers of a chunked body come through onHeaders: they are dropped here, as Node
+            // drops them from what a handler forwards, and must not open the next request's head.
+            this.partialHeaders = []
+            this.partialUrl = ""
             const exchange = this.reading
             this.reading = undefined
             if (exchange !== undefined && !exchange.body.ended) {
@@ -440,7 +458,7 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         const head = readRequestHead(raw)
         let framing: FramingStatus | undefined
         if (major !== 1) framing = 505
-        else if (method === "CONNECT" || head.otherCoding) framing = 400
+        else if (method === "CONNECT" || method === "" || head.otherCoding) framing = 400
         else if (minor === 1 && !head.hasHost) framing = 400
         const target = originForm(url)
         const hasBody = head.chunked || (head.contentLength ?? 0) > 0

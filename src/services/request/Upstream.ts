@@ -127,6 +127,9 @@ export class MemberConnection {
         this.pieces.push(chunk)
       },
       onMessageComplete: () => {
+        // Trailers of a chunked answer come through onHeaders; they went on in the raw bytes or
+        // are dropped with the decoded body, and must not join the next answer's head.
+        this.partialHeaders = []
         if (this.interim) this.interim = false
         else this.done = true
       },

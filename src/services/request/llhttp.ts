@@ -13,7 +13,7 @@ export interface ParserCallbacks {
   onHeaders: (headers: Array<string>, url: string) => void
   /**
    * The head is complete. `headers` is the flat `[name, value, ...]` list (undefined when it
-   * came through `onHeaders`); `method` indexes `methods`. Return 1 to have the body skipped
+   * came through `onHeaders`); `method` indexes `methodNames`. Return 1 to have the body skipped
    * (a response to HEAD), 0 otherwise.
    */
   onHeadersComplete: (
@@ -59,12 +59,64 @@ interface ParserModule {
     readonly kOnMessageComplete: number
     readonly kLenientNone: number
   }
-  readonly methods: ReadonlyArray<string>
 }
 
-const { HTTPParser, methods } = createRequire(import.meta.url)("_http_common") as ParserModule
+const { HTTPParser } = createRequire(import.meta.url)("_http_common") as ParserModule
 
-export { methods }
+/**
+ * llhttp's method numbers (its `llhttp_method_t`), what `onHeadersComplete` reports; Node names
+ * them with its internal `allMethods`. `_http_common`'s `methods` is another list, HTTP methods
+ * only and without `PRI`: from number 34 on it names the wrong method (`QUERY` came out `GET`).
+ */
+export const methodNames: ReadonlyArray<string> = [
+  "DELETE",
+  "GET",
+  "HEAD",
+  "POST",
+  "PUT",
+  "CONNECT",
+  "OPTIONS",
+  "TRACE",
+  "COPY",
+  "LOCK",
+  "MKCOL",
+  "MOVE",
+  "PROPFIND",
+  "PROPPATCH",
+  "SEARCH",
+  "UNLOCK",
+  "BIND",
+  "REBIND",
+  "UNBIND",
+  "ACL",
+  "REPORT",
+  "MKACTIVITY",
+  "CHECKOUT",
+  "MERGE",
+  "M-SEARCH",
+  "NOTIFY",
+  "SUBSCRIBE",
+  "UNSUBSCRIBE",
+  "PATCH",
+  "PURGE",
+  "MKCALENDAR",
+  "LINK",
+  "UNLINK",
+  "SOURCE",
+  "PRI",
+  "DESCRIBE",
+  "ANNOUNCE",
+  "SETUP",
+  "PLAY",
+  "PAUSE",
+  "TEARDOWN",
+  "GET_PARAMETER",
+  "SET_PARAMETER",
+  "REDIRECT",
+  "RECORD",
+  "FLUSH",
+  "QUERY",
+]
 
 /** Largest request head accepted, as Node's server (`--max-http-header-size`); past it 431. */
 export const maxHeadBytes = 16_384
