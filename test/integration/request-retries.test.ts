@@ -182,5 +182,51 @@ layer(EtcdCluster.layer({ size: 3 }), { timeout: 120_000, excludeTestServices: t
           expect((yield* endpoints(proxy.url))[0]).toBe(first)
         }),
     )
+
+    it.scoped(
+      "a request members refuse by dropping its new connection marks no member failed (SPEC §3.13)",
+      () =>
+        Effect.gen(function* () {
+          const cluster = yield* EtcdCluster
+          const proxy = yield* startProxy({
+            args: ["--initial-cluster", cluster.initialCluster, "--proxy-failure-wait", "60000"],
+          })
+          const available = Effect.map(call(`${proxy.url}/v2/config/local/proxy`), (answer) =>
+            (
+              json(answer) as {
+                members: Array<{ clientURLs: Array<{ url: string; state: string }> }>
+              }
+            ).members
+              .flatMap((m) => m.clientURLs.filter((u) => u.state === "available"))
+              .map((u) => u.url)
+              .sort(),
+          )
+          const before = yield* available
+          expect(before.length).toBeGreaterThan(0)
+          // etcd closes a new connection whose request line is over 4 KiB (its protocol
+          // sniffing reads no further): each such GET, one connection each, forces fresh member
+          // connections that the members drop after the request went out.
+          const long = `${proxy.url}/v2/keys/${"a".repeat(8_000)}`
+          const outcomes = yield* Effect.forEach(
+            Array.from({ length: 20 }, (_, i) => i),
+            () =>
+              Effect.promise(() =>
+                rawGet(long, 10_000).then(
+                  (answer) => answer.status,
+                  () => 0,
+                ),
+              ),
+            { concurrency: 20 },
+          )
+          // Every one answered: the members' refusal comes back as the proxy's 502.
+          expect(outcomes.filter((status) => status === 0)).toEqual([])
+          expect(outcomes.filter((status) => status === 503)).toEqual([])
+          // The health probes that follow find every member well: none is marked failed.
+          yield* Effect.sleep("1 second")
+          expect(yield* available).toEqual(before)
+          expect(proxy.output()).not.toContain("endpoint marked failed")
+          expect((yield* call(`${proxy.url}/v2/keys/`)).status).toBe(200)
+        }),
+    )
   },
 )

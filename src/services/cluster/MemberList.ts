@@ -35,6 +35,7 @@ import { Metrics } from "../Metrics.js"
 /** What the hot path reports about an endpoint; handled by the member list's own fiber. */
 type EndpointEvent =
   | { readonly _tag: "Failed"; readonly endpoint: Endpoint; readonly error: string }
+  | { readonly _tag: "Suspect"; readonly endpoint: Endpoint; readonly error: string }
   | { readonly _tag: "Loop"; readonly endpoint: Endpoint; readonly via: string }
 
 /** `refused`: peers answered, but no answer could be trusted; `failed`: none answered. */
@@ -373,9 +374,37 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
         }
       })
 
-    const handleEvent = (event: EndpointEvent) =>
-      event._tag === "Failed"
-        ? Effect.logWarning("endpoint marked failed").pipe(
+    const markFailed = (endpoint: Endpoint, error: string): void => {
+      const next = table.markFailed(endpoint.key)
+      if (next === table) return
+      swapFromHotPath(next)
+      Queue.unsafeOffer(events, { _tag: "Failed", endpoint, error })
+    }
+
+    /** Endpoints whose health is being asked after a suspect connection loss. */
+    const suspected = new Set<string>()
+
+    /**
+     * A member dropped a connection after a request went out on it. That can be the member
+     * failing, or the member refusing what the client sent (etcd closes a new connection whose
+     * request line is over 4 KiB): its health, asked on a connection of its own, decides
+     * (SPEC §3.13: nothing a client sends marks a member failed).
+     */
+    const judge = (endpoint: Endpoint, error: string) =>
+      Effect.gen(function* () {
+        if (yield* client.probeHealth(endpoint.url)) {
+          yield* Effect.logDebug("a member dropped a request's connection but answers health").pipe(
+            Effect.annotateLogs({ member: endpoint.member, endpoint: endpoint.url, error }),
+          )
+          return
+        }
+        markFailed(endpoint, error)
+      }).pipe(Effect.ensuring(Effect.sync(() => suspected.delete(endpoint.key))))
+
+    const handleEvent = (event: EndpointEvent) => {
+      switch (event._tag) {
+        case "Failed":
+          return Effect.logWarning("endpoint marked failed").pipe(
             Effect.annotateLogs({
               member: event.endpoint.member,
               endpoint: event.endpoint.url,
@@ -384,7 +413,10 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
             }),
             Effect.zipRight(Effect.forkScoped(revive(event.endpoint))),
           )
-        : Effect.logWarning(
+        case "Suspect":
+          return Effect.asVoid(Effect.forkScoped(judge(event.endpoint, event.error)))
+        case "Loop":
+          return Effect.logWarning(
             "forwarding loop detected; endpoint excluded until the next refresh",
           ).pipe(
             Effect.annotateLogs({
@@ -394,6 +426,8 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
               error: "LoopDetected",
             }),
           )
+      }
+    }
 
     yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(events), handleEvent)))
 
@@ -445,11 +479,15 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       /** The peer URLs the next refresh asks: the cluster source's and every member's. */
       peerUrls: Effect.map(Ref.get(sourcePeers), (source) => peersToAsk(source, table.members)),
       /** Called by the hot path when a connection to the endpoint failed. */
-      markFailed: (endpoint: Endpoint, error: string): void => {
-        const next = table.markFailed(endpoint.key)
-        if (next === table) return
-        swapFromHotPath(next)
-        Queue.unsafeOffer(events, { _tag: "Failed", endpoint, error })
+      markFailed,
+      /**
+       * Called by the hot path when the member dropped a connection a request had gone out on:
+       * the endpoint is marked failed only if its health does not answer either.
+       */
+      suspect: (endpoint: Endpoint, error: string): void => {
+        if (suspected.has(endpoint.key) || table.get(endpoint.key)?.state !== "available") return
+        suspected.add(endpoint.key)
+        Queue.unsafeOffer(events, { _tag: "Suspect", endpoint, error })
       },
       /** Called by the hot path when a request sent through the endpoint came back to us. */
       excludeLoop: (endpoint: Endpoint, via: string): void => {

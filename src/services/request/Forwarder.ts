@@ -115,6 +115,8 @@ class ReadTimeout extends Error {
 class WriteTimeout extends Error {
   readonly code = "WriteTimeout"
 }
+const isDeadline = (error: Error): boolean =>
+  error instanceof AnswerTimeout || error instanceof ReadTimeout || error instanceof WriteTimeout
 
 /** A request being forwarded, as its front sees it. */
 export interface Forwarding {
@@ -490,8 +492,13 @@ export class Forwarder extends Effect.Service<Forwarder>()("etcd-proxy/Forwarder
           return
         }
         // A write on a kept-alive connection that died may have been a stale connection, not a
-        // failed member; it cannot be sent again either way.
-        if (!reused) members.markFailed(endpoint, failureTag(error))
+        // failed member; it cannot be sent again either way. A fresh connection lost after the
+        // request went out may be the member refusing that request (SPEC §3.13): its health
+        // decides. No answer in time is the member's alone.
+        if (!reused) {
+          if (this.sent && !isDeadline(error)) members.suspect(endpoint, failureTag(error))
+          else members.markFailed(endpoint, failureTag(error))
+        }
         if (!this.sent || this.retryAfterSend) {
           this.next()
           return
