@@ -229,6 +229,32 @@ describe("MemberList refresh", () => {
     }),
   )
 
+  it.scoped("a suspect endpoint is marked failed only when its health does not answer", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeCluster([member(1), member(2)])
+      const list = yield* startMemberList(fake, {
+        config: { ...config, refreshInterval: Duration.hours(1) },
+      })
+      // The member answers its health: the dropped connection was about the request.
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1)]))
+      list.suspect(endpoint(list, 1), "ECONNRESET")
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* Ref.get(fake.probed)).toEqual([clientUrl(1)])
+      expect(states(list)[clientUrl(1)]).toBe("available")
+
+      // It does not: failed, with the failure wait and probes of a plain failure.
+      yield* Ref.set(fake.healthy, new Set<string>())
+      list.suspect(endpoint(list, 1), "ECONNRESET")
+      list.suspect(endpoint(list, 1), "ECONNRESET")
+      yield* TestClock.adjust(Duration.millis(1))
+      expect(yield* Ref.get(fake.probed)).toEqual([clientUrl(1), clientUrl(1)])
+      expect(states(list)[clientUrl(1)]).toBe("failed")
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1)]))
+      yield* TestClock.adjust(Duration.millis(3_000))
+      expect(states(list)[clientUrl(1)]).toBe("available")
+    }),
+  )
+
   it.scoped("marking an endpoint failed twice starts one failure wait", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeCluster([member(1), member(2)])
