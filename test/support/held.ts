@@ -1,5 +1,6 @@
 /** What one process holds, read from /proc: resident memory, open fds and its TCP connections by port. */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs"
+import { portOf, tcpRows } from "./procfs.js"
 
 /** Resident set size in MiB (VmRSS). */
 export const rssMiB = (pid: number): number => {
@@ -30,25 +31,13 @@ const socketInodes = (pid: number): Set<string> => {
 /** The TCP sockets (IPv4 and IPv6) that `pid` has open. */
 export const tcpSocketsOf = (pid: number): Array<TcpSocket> => {
   const mine = socketInodes(pid)
-  const sockets: Array<TcpSocket> = []
-  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
-    let text = ""
-    try {
-      text = readFileSync(table, "utf8")
-    } catch {
-      continue
-    }
-    for (const line of text.split("\n").slice(1)) {
-      const fields = line.trim().split(/\s+/)
-      if (fields.length < 10 || !mine.has(fields[9]!)) continue
-      sockets.push({
-        localPort: parseInt(fields[1]!.split(":")[1]!, 16),
-        remotePort: parseInt(fields[2]!.split(":")[1]!, 16),
-        state: fields[3]!,
-      })
-    }
-  }
-  return sockets
+  return tcpRows()
+    .filter((fields) => mine.has(fields[9]!))
+    .map((fields) => ({
+      localPort: portOf(fields[1]!),
+      remotePort: portOf(fields[2]!),
+      state: fields[3]!,
+    }))
 }
 
 export interface Held {

@@ -3,10 +3,9 @@ import { readdirSync, readFileSync } from "node:fs"
 
 export const openFds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length
 
-/** Established TCP connections (IPv4 and IPv6) whose remote port is `port`. */
-export const establishedTo = (port: number): number => {
-  const hex = port.toString(16).toUpperCase().padStart(4, "0")
-  let count = 0
+/** The rows of the kernel's TCP tables (IPv4 and IPv6), each split into its fields. */
+export const tcpRows = (): Array<ReadonlyArray<string>> => {
+  const rows: Array<ReadonlyArray<string>> = []
   for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
     let text = ""
     try {
@@ -16,13 +15,18 @@ export const establishedTo = (port: number): number => {
     }
     for (const line of text.split("\n").slice(1)) {
       const fields = line.trim().split(/\s+/)
-      if (fields.length < 4) continue
-      const remotePort = fields[2]!.split(":")[1]
-      if (remotePort === hex && fields[3] === "01") count += 1
+      if (fields.length >= 10) rows.push(fields)
     }
   }
-  return count
+  return rows
 }
+
+/** A port as the TCP tables write it ("127.0.0.1:2379" is "0100007F:094B"). */
+export const portOf = (address: string): number => parseInt(address.split(":")[1]!, 16)
+
+/** Established TCP connections (IPv4 and IPv6) whose remote port is `port`. */
+export const establishedTo = (port: number): number =>
+  tcpRows().filter((fields) => portOf(fields[2]!) === port && fields[3] === "01").length
 
 /** The pids of a process's children (from the children files of its tasks in /proc). */
 export const childPids = (pid: number): Array<number> => {
