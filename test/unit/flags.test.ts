@@ -640,6 +640,8 @@ describe("config files", () => {
         Effect.flip,
       )
       expect(bad.message).toContain("ETCD_CONFIG_FILE /bad.yaml is not valid YAML")
+      // One sentence: the parser's source excerpt, and the colon that introduces it, left out.
+      expect(bad.message).toMatch(/at line \d+, column \d+$/)
     }),
   )
 })
