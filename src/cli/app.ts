@@ -15,7 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { parseBool } from "../domain/Config.js"
+import { parseBool, parseChoice } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import { defaultText, envNames, flagLabel, type Flag, type Setting } from "../domain/Flag.js"
 import { PlatformLive } from "../layers/Platform.js"
@@ -138,7 +138,12 @@ const canonicalArgs = (line: CommandLine): Either.Either<Array<string>, UsageErr
       if (reserved.has(flag.name) || setting === undefined || setting.value.trim() === "") continue
       if (flag.kind === "boolean") {
         if (yield* parseBool(setting.label, setting.value)) args.push(flagLabel(flag.name))
-      } else args.push(`${flagLabel(flag.name)}=${setting.value}`)
+      } else {
+        // @effect/cli's own message for a bad choice names neither the flag nor the value.
+        if (flag.choices !== undefined)
+          yield* parseChoice(flag.choices)(setting.label, setting.value)
+        args.push(`${flagLabel(flag.name)}=${setting.value}`)
+      }
     }
     if (line.spec.otherEtcdFlags === "pass") args.push("--", ...line.forEtcd)
     return args

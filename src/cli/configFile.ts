@@ -12,6 +12,9 @@ export const parseConfigFile = (
     try: () => parse(text) as unknown,
     catch: (error) =>
       new UsageError({
-        message: `${label} ${file} is not valid YAML: ${String((error as Error).message).split("\n")[0]}`,
+        message: `${label} ${file} is not valid YAML: ${String((error as Error).message)
+          .split("\n")[0]!
+          // The parser's first line ends with a colon that introduces a source excerpt.
+          .replace(/:\s*$/, "")}`,
       }),
   })

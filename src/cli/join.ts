@@ -4,10 +4,11 @@ import * as Path from "@effect/platform/Path"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import { proxyFlag } from "../domain/Config.js"
+import { buildProxyConfig, proxyFlag } from "../domain/Config.js"
 import { UsageError } from "../domain/Errors.js"
 import { readDefaulted, readFlag, type Setting, type Settings } from "../domain/Flag.js"
 import { JoinFailed } from "../domain/Lifecycle.js"
+import { LoggingLive } from "../layers/Logging.js"
 import { DiscoveryHttp } from "../services/cluster/DiscoveryHttp.js"
 import { checkToken, tokenUrl } from "../services/cluster/DiscoveryUrl.js"
 import { locateEtcd, memberEnv, startEtcd } from "../services/lifecycle/EtcdProcess.js"
@@ -56,6 +57,20 @@ export const runJoin = (
           "join needs --discovery URL (or ETCD_DISCOVERY): the token the members bootstrap from",
       })
     }
+    // The fallback proxy's flags are checked before anything starts: bad input exits 2 at once.
+    const { config } = yield* buildProxyConfig(proxySettings(settings))
+    yield* joinAs(settings, forEtcd, env, url).pipe(
+      Effect.provide(LoggingLive(config.logFormat, config.logLevel, config.logOutputs)),
+    )
+  })
+
+const joinAs = (
+  settings: Settings,
+  forEtcd: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>>,
+  url: URL,
+) =>
+  Effect.gen(function* () {
     const fallback = yield* readDefaulted(settings, proxyFlag.discoveryFallback)
     const proxy = yield* readFlag(settings, proxyFlag.discoveryProxy)
     const name = yield* readDefaulted(settings, proxyFlag.name)

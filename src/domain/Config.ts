@@ -826,7 +826,7 @@ export const buildProxyConfig = (settings: Settings): Either.Either<BuiltProxyCo
     if (sources.length > 1) {
       return yield* Either.left(
         new UsageError({
-          message: `${sources.map((source) => labelOf(settings, source)).join(" and ")} are all set; choose one cluster source`,
+          message: `${sources.map((source) => labelOf(settings, source)).join(" and ")} are ${sources.length === 2 ? "both" : "all"} set; choose one cluster source`,
         }),
       )
     }

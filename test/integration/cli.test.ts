@@ -6,7 +6,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { freePort } from "../../scripts/lib/cluster.mjs"
 import { acquireCluster } from "../support/cluster.js"
-import { runCli, tempDir } from "../support/proxy.js"
+import { runCli, spawnCli, tempDir } from "../support/proxy.js"
 
 const version = (
   JSON.parse(readFileSync(join(import.meta.dirname, "..", "..", "package.json"), "utf8")) as {
@@ -177,6 +177,27 @@ describe("errors", () => {
           yield* runCli(["join", "--discovery", "http://127.0.0.1:1/t"], { ETCD_DISCOVERY: "x" }),
           "--discovery and ETCD_DISCOVERY are both set; set only one of them",
         )
+        // join checks its fallback proxy's flags before it asks the discovery service anything.
+        expectUsageError(
+          yield* runCli(["join", "--discovery", "http://127.0.0.1:1/t", "--proxy-fallback", "x"]),
+          'invalid value "x" for --proxy-fallback: expected one of proxy, exit',
+        )
+        expectUsageError(
+          yield* runCli(["join", "--discovery", "http://127.0.0.1:1/t"], {
+            ETCD_PROXY_REFRESH_INTERVAL: "x",
+          }),
+          'invalid value "x" for ETCD_PROXY_REFRESH_INTERVAL: expected milliseconds, e.g. 5000 or 5s',
+        )
+        expectUsageError(
+          yield* runCli([
+            "join",
+            "--discovery",
+            "http://127.0.0.1:1/t",
+            "-listen-client-urls",
+            "127.0.0.1:2379",
+          ]),
+          'invalid value "127.0.0.1:2379" for --listen-client-urls: not a URL',
+        )
         expectUsageError(
           yield* runCli(["--initial-cluster", "m1=http://127.0.0.1:2380"], {
             ETCD_PROXY_REFRESH_INTERVAL: "x",
@@ -204,6 +225,26 @@ describe("errors", () => {
         )
       }),
     240_000,
+  )
+
+  it.effect("join logs in the shape --log-format asks for (zap's JSON), not Effect's", () =>
+    Effect.promise(async () => {
+      // The discovery service is unreachable: join logs its retries while it waits.
+      const run = spawnCli(["join", "--discovery", "http://127.0.0.1:1/t", "--log-format", "json"])
+      const deadline = Date.now() + 10_000
+      while (!run.output().includes("\n") && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      run.child.kill("SIGKILL")
+      await run.exited
+      const first = JSON.parse(run.output().split("\n")[0]!) as Record<string, unknown>
+      expect(first).toMatchObject({
+        level: "warn",
+        msg: "discovery service unreachable; retrying",
+        error: "DiscoveryUnreachable",
+      })
+      expect(first["fiber"]).toBeUndefined()
+    }),
   )
 })
 

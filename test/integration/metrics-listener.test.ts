@@ -51,6 +51,7 @@ layer(EtcdCluster.layer({ size: 3 }), { excludeTestServices: true, timeout: "120
             metricsUrls: [new URL(`http://127.0.0.1:${metricsPort}`)],
             dataDir: join(yield* tempDir("etcd-proxy-metrics-"), "data"),
             failureWait: Duration.millis(500),
+            refreshInterval: Duration.millis(1000),
           },
         )
         const context = yield* Layer.build(ProxyLive(config))
@@ -97,9 +98,16 @@ layer(EtcdCluster.layer({ size: 3 }), { excludeTestServices: true, timeout: "120
         const counted = (yield* call(`${ops}/metrics`)).body
         expect(sample(counted, "etcd_proxy_requests_total", { method: "GET" })).toBe(1)
 
-        // Every member gone: once the proxy found them gone, /readyz says so; /livez does not.
+        // Every member gone: /readyz says so, without any client request finding them gone
+        // (the refresh nobody answers has their health asked); /livez does not.
         yield* Effect.promise(() =>
           Promise.all(cluster.members.map((_, i) => cluster.stopMember(i))),
+        )
+        yield* eventually(
+          "/readyz to answer 503 with no client traffic",
+          call(`${ops}/readyz`),
+          (answer) => answer.status === 503,
+          { timeoutMs: 10_000, intervalMs: 200 },
         )
         const refused = yield* call(`${client}/v2/keys/metrics-listener`)
         expect([502, 503]).toContain(refused.status)

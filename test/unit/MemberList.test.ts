@@ -92,6 +92,8 @@ describe("MemberList refresh", () => {
       const fake = yield* makeFakeCluster([member(1), member(2)])
       const list = yield* startMemberList(fake, { config })
       const before = list.table()
+      // Peer ports unreachable; the client ports still answer their health.
+      yield* Ref.set(fake.healthy, new Set([clientUrl(1), clientUrl(2)]))
       yield* Ref.set(fake.down, "all")
       yield* TestClock.adjust(refreshInterval)
       expect(yield* fetchCount(fake)).toBe(3)
@@ -105,6 +107,29 @@ describe("MemberList refresh", () => {
       yield* TestClock.adjust(refreshInterval)
       expect(sortedKeys(list.table())).toEqual([clientUrl(2)])
     }),
+  )
+
+  it.scoped(
+    "a refresh no peer answers marks failed the endpoints whose health does not answer",
+    () =>
+      Effect.gen(function* () {
+        // Members gone while no client sends anything: readiness must not go on counting them.
+        const fake = yield* makeFakeCluster([member(1), member(2)])
+        const list = yield* startMemberList(fake, { config })
+        yield* Ref.set(fake.down, "all")
+        yield* Ref.set(fake.healthy, new Set([clientUrl(2)]))
+        yield* TestClock.adjust(refreshInterval)
+        expect([...(yield* Ref.get(fake.probed))].sort()).toEqual([clientUrl(1), clientUrl(2)])
+        expect(states(list)).toEqual({ [clientUrl(1)]: "failed", [clientUrl(2)]: "available" })
+        // A refused answer means members are up: nothing is probed for it.
+        yield* Ref.set(fake.probed, [])
+        yield* Ref.set(fake.down, new Set<string>())
+        yield* answers(fake, peerUrl(1), [])
+        yield* answers(fake, peerUrl(2), [])
+        expect(yield* list.refresh).toBe("refused")
+        yield* TestClock.adjust(Duration.millis(1))
+        expect(yield* Ref.get(fake.probed)).toEqual([])
+      }),
   )
 
   it.scoped("with no available endpoint the refresh retries every second", () =>

@@ -227,7 +227,7 @@ describe("ETCD_* variables", () => {
     }
     const sources = fromArgs(["--discovery", "http://127.0.0.1:1/t"], envOf(cluster))
     expect(Either.isLeft(sources) && sources.left.message).toContain(
-      "ETCD_INITIAL_CLUSTER and --discovery are all set",
+      "ETCD_INITIAL_CLUSTER and --discovery are both set",
     )
   })
 
@@ -408,7 +408,7 @@ describe("the configuration", () => {
     expect(config({}).cluster._tag).toBe("SavedOnly")
     expect(configError({ discovery: "ftp://x/abc" })).toContain("--discovery")
     const two = configError({ ...cluster, discovery: "http://127.0.0.1:8087/abc" })
-    expect(two).toBe("--initial-cluster and --discovery are all set; choose one cluster source")
+    expect(two).toBe("--initial-cluster and --discovery are both set; choose one cluster source")
   })
 
   it("--cipher-suites takes the names etcd takes, and nothing else", () => {
@@ -640,6 +640,8 @@ describe("config files", () => {
         Effect.flip,
       )
       expect(bad.message).toContain("ETCD_CONFIG_FILE /bad.yaml is not valid YAML")
+      // One sentence: the parser's source excerpt, and the colon that introduces it, left out.
+      expect(bad.message).toMatch(/at line \d+, column \d+$/)
     }),
   )
 })

@@ -323,7 +323,11 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
             attempt: failedInARow,
           }),
         )
-        return answer.left.refused ? ("refused" as const) : ("failed" as const)
+        if (answer.left.refused) return "refused" as const
+        // No peer answered at all: the members may be gone with nothing sent through them, so
+        // their health decides whether readiness still counts them (SPEC §8.6).
+        for (const endpoint of table.available) suspect(endpoint, "MemberFetchError")
+        return "failed" as const
       }
       metrics.refresh("success")
       if (failedInARow > 0) {
@@ -381,25 +385,31 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
       Queue.unsafeOffer(events, { _tag: "Failed", endpoint, error })
     }
 
-    /** Endpoints whose health is being asked after a suspect connection loss. */
+    /** Endpoints whose health is being asked after a suspect connection loss or refresh. */
     const suspected = new Set<string>()
 
     /**
-     * A member dropped a connection after a request went out on it. That can be the member
-     * failing, or the member refusing what the client sent (etcd closes a new connection whose
-     * request line is over 4 KiB): its health, asked on a connection of its own, decides
-     * (SPEC §3.13: nothing a client sends marks a member failed).
+     * A member dropped a connection after a request went out on it, or no peer answered a
+     * refresh. That can be the member failing, or the member refusing what the client sent
+     * (etcd closes a new connection whose request line is over 4 KiB): its health, asked on a
+     * connection of its own, decides (SPEC §3.13: nothing a client sends marks a member failed).
      */
     const judge = (endpoint: Endpoint, error: string) =>
       Effect.gen(function* () {
         if (yield* client.probeHealth(endpoint.url)) {
-          yield* Effect.logDebug("a member dropped a request's connection but answers health").pipe(
+          yield* Effect.logDebug("a suspect member answers health; it stays available").pipe(
             Effect.annotateLogs({ member: endpoint.member, endpoint: endpoint.url, error }),
           )
           return
         }
         markFailed(endpoint, error)
       }).pipe(Effect.ensuring(Effect.sync(() => suspected.delete(endpoint.key))))
+
+    function suspect(endpoint: Endpoint, error: string): void {
+      if (suspected.has(endpoint.key) || table.get(endpoint.key)?.state !== "available") return
+      suspected.add(endpoint.key)
+      Queue.unsafeOffer(events, { _tag: "Suspect", endpoint, error })
+    }
 
     const handleEvent = (event: EndpointEvent) => {
       switch (event._tag) {
@@ -484,11 +494,7 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
        * Called by the hot path when the member dropped a connection a request had gone out on:
        * the endpoint is marked failed only if its health does not answer either.
        */
-      suspect: (endpoint: Endpoint, error: string): void => {
-        if (suspected.has(endpoint.key) || table.get(endpoint.key)?.state !== "available") return
-        suspected.add(endpoint.key)
-        Queue.unsafeOffer(events, { _tag: "Suspect", endpoint, error })
-      },
+      suspect,
       /** Called by the hot path when a request sent through the endpoint came back to us. */
       excludeLoop: (endpoint: Endpoint, via: string): void => {
         const next = table.excludeLoop(endpoint.key)
