@@ -28,8 +28,20 @@ export class EndpointTable {
 
   static readonly empty = new EndpointTable([], [])
 
+  /**
+   * Built on first use: the hot path and every change listener look endpoints up by key, and a
+   * linear search made each failed attempt cost O(endpoints) per pooled endpoint, so a member
+   * advertising thousands of dead client URLs held a GET for tens of seconds.
+   */
+  private byKey: Map<string, Endpoint> | undefined
+
   get(key: string): Endpoint | undefined {
-    return this.all.find((endpoint) => endpoint.key === key)
+    if (this.byKey === undefined) {
+      this.byKey = new Map()
+      for (const endpoint of this.all)
+        if (!this.byKey.has(endpoint.key)) this.byKey.set(endpoint.key, endpoint)
+    }
+    return this.byKey.get(key)
   }
 
   private withState(key: string, from: ReadonlyArray<EndpointState>, to: EndpointState) {

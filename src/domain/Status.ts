@@ -20,20 +20,24 @@ export const proxyStatus = (
   table: EndpointTable,
   mode: ProxyMode,
   discovery: DiscoveryStatus,
-): ProxyStatus => ({
-  endpoints: table.available.map((endpoint) => endpoint.url),
-  mode,
-  members: table.members
-    .filter((member) => !member.isLearner)
-    .map((member) => ({
-      name: member.name,
-      clientURLs: member.clientURLs.flatMap((url) => {
-        const endpoint = table.all.find((e) => e.url === url.replace(/\/$/, ""))
-        return endpoint === undefined ? [] : [{ url: endpoint.url, state: endpoint.state }]
-      }),
-    })),
-  discovery:
-    discovery._tag === "Complete"
-      ? { state: "complete" }
-      : { state: "pending", registered: discovery.registered, size: discovery.size },
-})
+): ProxyStatus => {
+  const byUrl = new Map<string, (typeof table.all)[number]>()
+  for (const endpoint of table.all) if (!byUrl.has(endpoint.url)) byUrl.set(endpoint.url, endpoint)
+  return {
+    endpoints: table.available.map((endpoint) => endpoint.url),
+    mode,
+    members: table.members
+      .filter((member) => !member.isLearner)
+      .map((member) => ({
+        name: member.name,
+        clientURLs: member.clientURLs.flatMap((url) => {
+          const endpoint = byUrl.get(url.replace(/\/$/, ""))
+          return endpoint === undefined ? [] : [{ url: endpoint.url, state: endpoint.state }]
+        }),
+      })),
+    discovery:
+      discovery._tag === "Complete"
+        ? { state: "complete" }
+        : { state: "pending", registered: discovery.registered, size: discovery.size },
+  }
+}

@@ -363,10 +363,16 @@ export class MemberList extends Effect.Service<MemberList>()("etcd-proxy/MemberL
     }).pipe(Effect.withSpan("MemberList.refresh"))
 
     /** After its failure wait, a failed endpoint returns only once `GET /health` answers (SPEC §5.5). */
+    /**
+     * The first probe comes after the failure wait; the next ones at least 100 ms apart, or
+     * `--proxy-failure-wait 0` probes a dead member in a busy loop that takes a CPU core.
+     */
     const revive = (endpoint: Endpoint) =>
       Effect.gen(function* () {
+        let wait = config.failureWait
         while (true) {
-          yield* Effect.sleep(config.failureWait)
+          yield* Effect.sleep(wait)
+          wait = Duration.max(config.failureWait, Duration.millis(100))
           if (table.get(endpoint.key)?.state !== "failed") return
           if (yield* client.probeHealth(endpoint.url)) {
             swap(table.markAvailable(endpoint.key))
