@@ -567,7 +567,8 @@ export const proxyFlag = {
     placeholder: "MS",
     default: "5000",
     origin: "etcd",
-    description: "time a member may take to accept the bytes of a request, per attempt (0: no limit)",
+    description:
+      "time a member may take to accept the bytes of a request, per attempt (0: no limit)",
     parse: parseMillis,
   }),
   readTimeout: withDefault({
