@@ -147,6 +147,10 @@ const withinBounds = <A, E>(
   inForce: (a: A) => Effect.Effect<void, Error>,
 ) =>
   Effect.gen(function* () {
+    // The baseline is a proxy that has served clients on this path before: the first calls'
+    // one-time costs (compiled code, the member session, the allocator's arenas) are not the
+    // attack's, and they stay after it whatever the attack did.
+    yield* newClientServed(target)
     // Connections of earlier clients may take a moment to close: the baseline holds none.
     const before = yield* eventually(
       `${target.mode} ${name}: no client connection before the attack`,
