@@ -611,12 +611,16 @@ export class Http1Front extends Effect.Service<Http1Front>()("etcd-proxy/Http1Fr
         this.socket.resume()
       }
 
-      /** The client sent FIN: nothing more will come. Its watches go; other answers finish. */
+      /**
+       * The client sent FIN: nothing more will come. Its watches go, and so does a request whose
+       * body it had not finished (it can never complete); other answers finish.
+       */
       private onEnd(): void {
         this.stopped = true
         if (
           this.lingerUntil > 0 ||
           this.queue.length === 0 ||
+          this.reading !== undefined ||
           this.queue.some((e) => e.isWatchLike)
         ) {
           this.destroy()
