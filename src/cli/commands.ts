@@ -34,6 +34,18 @@ const parseMemberName = (label: string, value: string) =>
 const flag = <A>(spec: Flag<A>): Flag<A> => spec
 
 /** promote's flags; those etcd has (`--name`, `--data-dir`, ...) are read from `ETCD_*` too. */
+/** `--etcd-bin`: the etcd that `join` runs, and `promote --exec`. */
+export const etcdBin: Flag<string> = {
+  name: "etcd-bin",
+  kind: "value",
+  placeholder: "PATH",
+  defaultText: "etcd on PATH",
+  env: false,
+  origin: "ours",
+  description: "the etcd binary to run",
+  parse: parseText,
+}
+
 export const promoteFlag = {
   endpoints: flag({
     name: "endpoints",
@@ -101,16 +113,7 @@ export const promoteFlag = {
       "after the steps, start the new member (etcd from PATH, or --etcd-bin) and run until it stops",
     parse: parseBool,
   } satisfies Flag<boolean> & { readonly default: string },
-  etcdBin: flag({
-    name: "etcd-bin",
-    kind: "value",
-    placeholder: "PATH",
-    defaultText: "etcd on PATH",
-    env: false,
-    origin: "ours",
-    description: "the etcd binary --exec runs",
-    parse: parseText,
-  }),
+  etcdBin: flag({ ...etcdBin, description: "the etcd binary --exec runs" }),
 } as const
 
 export const promoteCommand: CommandSpec = {
@@ -125,17 +128,6 @@ export const promoteDescription =
 
 export const joinDescription =
   "Start etcd as a member that bootstraps through the discovery URL. When the discovery cluster is already full (checked first, and again if etcd exits saying so), run a read-write etcd-proxy on the same --listen-client-urls instead, with its state in <data-dir>/proxy (--discovery-fallback exit: exit 1). A data dir holding member/ restarts that member; one holding proxy/ that proxy. Every argument join does not read itself goes to etcd unchanged (etcd also gets --discovery-fallback=exit, so that join decides what a full cluster means); join's own --name, --data-dir, --listen-client-urls, --discovery, --discovery-proxy, TLS flags and --log-level go to etcd too."
-
-export const etcdBin: Flag<string> = {
-  name: "etcd-bin",
-  kind: "value",
-  placeholder: "PATH",
-  defaultText: "etcd on PATH",
-  env: false,
-  origin: "ours",
-  description: "the etcd binary to run",
-  parse: parseText,
-}
 
 export const joinDiscovery: Flag<URL> = { ...proxyFlag.discovery, required: true }
 
